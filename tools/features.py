@@ -1,0 +1,276 @@
+"""FeatureSpace: text -> per-sample SAE feature scores, argmax tokens and evidence spans (METHOD §1).
+
+a_j(x) = max over the scored tokens t of z[t, j]; padding and the chat-template prefix never count.
+The model runs only up to the hooked block. Two activation modes: the SAE's own `encode` ("sae",
+default) and "paper" (dense ReLU pre-activations, as the authors' scripts; use threshold 0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from fac.tools.errors import ConfigError, InputError
+from fac.tools.rendering import RenderMode, Sample
+from fac.tools.residual import LayerReader, TokenizedSample
+from fac.tools.score_cache import ScoreCache
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+
+logger = logging.getLogger(__name__)
+
+ActivationMode = Literal["sae", "paper"]
+_HEADER = struct.Struct("<iBi")  # n_tokens, truncated, n_active
+
+
+@dataclass(frozen=True)
+class FeatureHit:
+    """One feature's score on one sample, with its evidence span (chars of the scored text)."""
+
+    feature: int
+    score: float
+    span: str
+    span_start: int
+    span_end: int
+
+
+@dataclass(frozen=True, eq=False)
+class SampleScores:
+    """Scores of one sample's active features (score > 0), sorted by feature id."""
+
+    text: str  # the scored region: the sample's own text
+    feature_ids: np.ndarray  # (n_active,) int32, ascending
+    scores: np.ndarray  # (n_active,) float32
+    span_starts: np.ndarray  # (n_active,) int32 char offsets into `text`
+    span_ends: np.ndarray  # (n_active,) int32
+    n_tokens: int  # scored tokens
+    truncated: bool
+
+    def active(self, threshold: float = 0.0) -> np.ndarray:
+        """Feature ids with score > threshold (the x-activates-j test)."""
+        return self.feature_ids[self.scores > threshold]
+
+    def score_of(self, feature: int) -> float:
+        at = int(np.searchsorted(self.feature_ids, feature))
+        return float(self.scores[at]) if at < len(self.feature_ids) and self.feature_ids[at] == feature else 0.0
+
+    def _hit(self, at: int) -> FeatureHit:
+        start, end = int(self.span_starts[at]), int(self.span_ends[at])
+        return FeatureHit(int(self.feature_ids[at]), float(self.scores[at]), self.text[start:end], start, end)
+
+    def hit(self, feature: int) -> FeatureHit | None:
+        at = int(np.searchsorted(self.feature_ids, feature))
+        if at < len(self.feature_ids) and self.feature_ids[at] == feature:
+            return self._hit(at)
+        return None
+
+    def top(self, n: int) -> list[FeatureHit]:
+        order = np.argsort(-self.scores, kind="stable")[:n]
+        return [self._hit(int(at)) for at in order]
+
+    def pack(self) -> bytes:
+        head = _HEADER.pack(self.n_tokens, int(self.truncated), len(self.feature_ids))
+        arrays = (self.feature_ids.astype("<i4"), self.scores.astype("<f4"),
+                  self.span_starts.astype("<i4"), self.span_ends.astype("<i4"))
+        return head + b"".join(a.tobytes() for a in arrays)
+
+    @classmethod
+    def unpack(cls, payload: bytes, text: str) -> SampleScores:
+        n_tokens, truncated, n = _HEADER.unpack_from(payload)
+        body = np.frombuffer(payload, dtype="<i4", offset=_HEADER.size, count=4 * n)
+        return cls(
+            text=text,
+            feature_ids=body[:n].astype(np.int32),
+            scores=body[n : 2 * n].view("<f4").astype(np.float32),
+            span_starts=body[2 * n : 3 * n].astype(np.int32),
+            span_ends=body[3 * n :].astype(np.int32),
+            n_tokens=n_tokens,
+            truncated=bool(truncated),
+        )
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """A model read at one layer, an SAE on that layer, and the scoring rules (mode, threshold, spans)."""
+
+    reader: LayerReader
+    sae: SAE[Any]
+    model_id: str
+    sae_id: str
+    mode: ActivationMode = "sae"
+    threshold: float = 0.0
+    span_tokens: int = 32
+    cache: ScoreCache | None = None
+
+    def __post_init__(self) -> None:
+        from fac.tools.saes import sae_hook_layer
+
+        d_model, d_in = self.reader.d_model, int(self.sae.cfg.d_in)
+        if d_in != d_model:
+            raise ConfigError(
+                f"SAE {self.sae_id} has d_in={d_in} but model {self.model_id} has hidden size {d_model}: "
+                "the SAE was trained on another model"
+            )
+        hooked = sae_hook_layer(self.sae)
+        depth = self.reader.model.config.num_hidden_layers
+        if hooked is not None and hooked > depth:
+            raise ConfigError(f"SAE {self.sae_id} reads layer {hooked} but model {self.model_id} has {depth} blocks")
+        if hooked is not None and hooked != self.reader.layer:
+            raise ConfigError(
+                f"SAE {self.sae_id} was trained on layer {hooked} but the model is read at layer {self.reader.layer}"
+            )
+        if self.mode not in ("sae", "paper"):
+            raise ConfigError(f"activation mode {self.mode!r} is not 'sae' or 'paper'")
+        if self.threshold < 0:
+            raise ConfigError(f"threshold δ={self.threshold} must be >= 0")
+        if self.span_tokens < 1:
+            raise ConfigError(f"span_tokens={self.span_tokens} must be >= 1")
+
+    @property
+    def layer(self) -> int:
+        return self.reader.layer
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.sae.cfg.d_sae)
+
+    @property
+    def key(self) -> str:
+        """Identity of everything that changes a score: model, layer, SAE, mode, rendering, caps."""
+        parts = [self.model_id, self.layer, self.sae_id, self.mode, self.reader.renderer.mode,
+                 self.reader.max_tokens, self.span_tokens]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model_id, "layer": self.layer, "sae": self.sae_id, "mode": self.mode,
+                "threshold": self.threshold, "d_sae": self.d_sae}
+
+    @classmethod
+    def load(
+        cls,
+        model: str = "default",
+        sae: str = "default",
+        *,
+        layer: int | None = None,
+        mode: ActivationMode = "sae",
+        threshold: float = 0.0,
+        render: RenderMode = "auto",
+        max_tokens: int = 512,
+        token_budget: int = 8192,
+        device: str | None = None,
+        dtype: str = "auto",
+        cache_dir: Path | None = None,
+        use_cache: bool = True,
+    ) -> FeatureSpace:
+        """Load model + SAE; the layer defaults to the SAE's own hook layer."""
+        from fac.tools.models import load_model
+        from fac.tools.saes import load_sae, sae_hook_layer
+
+        loaded_sae, sae_id = load_sae(sae)
+        hooked = sae_hook_layer(loaded_sae)
+        if layer is None and hooked is None:
+            raise ConfigError(f"SAE {sae_id} does not say which layer it reads; pass --layer")
+        loaded = load_model(model, device=device, dtype=dtype)
+        loaded_sae = loaded_sae.to(device=next(loaded.model.parameters()).device)
+        reader = LayerReader(loaded.model, loaded.tokenizer, layer or hooked or 0, render, max_tokens, token_budget)
+        cache = ScoreCache((cache_dir or default_cache_dir()) / "scores.sqlite") if use_cache else None
+        return cls(reader, loaded_sae, loaded.model_id, sae_id, mode, threshold, cache=cache)
+
+    @torch.no_grad()
+    def _encode(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_sae)
+        x = hidden.to(self.sae.dtype)
+        if self.mode == "paper":
+            return torch.relu(self.sae.process_sae_in(x) @ self.sae.W_enc + self.sae.b_enc)
+        return self.sae.encode(x)
+
+    def _reduce(self, sample: TokenizedSample, acts: torch.Tensor) -> SampleScores:
+        """Max over the scored tokens; the span ends at the argmax token and holds span_tokens tokens."""
+        values, positions = acts.max(dim=0)  # (d_sae,), (d_sae,) index into content tokens
+        active = torch.nonzero(values > 0).flatten()
+        pos = positions[active].cpu().numpy()
+        content = np.asarray(sample.content_positions)
+        offsets = np.asarray(sample.offsets, dtype=np.int64)  # (t, 2)
+        first = np.maximum(pos - self.span_tokens + 1, 0)
+        base = sample.rendered.content_start
+        return SampleScores(
+            text=sample.rendered.content,
+            feature_ids=active.cpu().numpy().astype(np.int32),
+            scores=values[active].float().cpu().numpy(),
+            span_starts=(offsets[content[first], 0] - base).astype(np.int32),
+            span_ends=np.minimum(offsets[content[pos], 1] - base, len(sample.rendered.content)).astype(np.int32),
+            n_tokens=len(content),
+            truncated=sample.truncated,
+        )
+
+    def tokenize(self, samples: Sequence[Sample]) -> list[TokenizedSample]:
+        """Render and tokenize; a sample with nothing to score is bad input."""
+        tokenized = []
+        for number, sample in enumerate(samples, 1):
+            tok = self.reader.tokenize(sample)
+            if not tok.content_positions:
+                raise InputError(f"sample {number}: empty text: nothing to score")
+            tokenized.append(tok)
+        return tokenized
+
+    def score(
+        self,
+        samples: Sequence[Sample],
+        *,
+        naive: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[SampleScores]:
+        """Scores for each sample, from the cache where present; `naive` runs the reference full forward."""
+        tokenized = self.tokenize(samples)
+        hashes = [hashlib.sha256(t.rendered.text.encode("utf-8", "surrogatepass")).hexdigest() for t in tokenized]
+        results: list[SampleScores | None] = [None] * len(samples)
+        if self.cache is not None and not naive:
+            found = self.cache.get_many(self.key, sorted(set(hashes)))
+            for i, h in enumerate(hashes):
+                if h in found:
+                    results[i] = SampleScores.unpack(found[h], tokenized[i].rendered.content)
+        first_of: dict[str, int] = {}
+        todo = [first_of.setdefault(h, i) for i, h in enumerate(hashes) if results[i] is None and h not in first_of]
+        if on_batch and len(todo) < len(samples):
+            on_batch(len(samples) - len(todo))
+        for batch in self.reader.batches([tokenized[i] for i in todo]):
+            members = [tokenized[todo[j]] for j in batch]
+            fresh = self._score_batch(members, naive)
+            for j, scores in zip(batch, fresh, strict=True):
+                results[todo[j]] = scores
+            if self.cache is not None and not naive:
+                self.cache.put_many(self.key, [(hashes[todo[j]], s.pack()) for j, s in zip(batch, fresh, strict=True)])
+            if on_batch:
+                on_batch(len(batch))
+        for i, h in enumerate(hashes):
+            if results[i] is None:
+                results[i] = results[first_of[h]]
+        truncated = sum(1 for r in results if r is not None and r.truncated)
+        if truncated:
+            logger.warning("%d of %d samples exceed %d tokens and were truncated", truncated, len(samples),
+                           self.reader.max_tokens)
+        return [r for r in results if r is not None]
+
+    def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> list[SampleScores]:
+        if naive:
+            hidden = self.reader.hidden_naive(members)  # (b, t, d_model)
+            acts = self._encode(hidden)  # (b, t, d_sae): the SAE on every position, padding included
+            return [self._reduce(s, acts[i, s.content_positions]) for i, s in enumerate(members)]
+        hidden = self.reader.hidden(members)
+        flat = torch.cat([hidden[i, s.content_positions] for i, s in enumerate(members)])  # (n_scored, d_model)
+        acts = self._encode(flat)  # (n_scored, d_sae)
+        sizes = [len(s.content_positions) for s in members]
+        return [self._reduce(s, a) for s, a in zip(members, torch.split(acts, sizes), strict=True)]
