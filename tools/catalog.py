@@ -1,0 +1,88 @@
+"""The feature catalog of a task: per SAE feature, its evidence, frequency and relevance decision.
+
+Both relevance methods (LLM judge, LLM-free contrast) write this same record. A catalog is bound to
+the feature space that built it; using it with another model/layer/SAE/mode is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fac.tools.errors import ConfigError, InputError
+
+Decision = Literal["Yes", "Probably", "Maybe", "No"]
+Method = Literal["contrast", "judge"]
+SPACE_FIELDS = ("model", "layer", "sae", "mode")
+
+
+class FeatureEvidence(BaseModel):
+    """One top-activating anchor sample of a feature and the span that fired it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    score: float
+    span: str
+    sample: str
+
+
+class FeatureRecord(BaseModel):
+    """Everything fac knows about one feature for one task."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feature: int = Field(ge=0)
+    relevant: bool
+    decision: Decision | None = Field(None, description="The judge's relevance decision (judge method).")
+    reason: str = Field("", description="Why relevant or not: the judge's analysis or the contrast statistics.")
+    explanation: str | None = Field(None, description="What the feature detects, where one exists.")
+    activation_rate: float = Field(ge=0.0, le=1.0, description="Share of anchor samples that activate it.")
+    evidence: tuple[FeatureEvidence, ...] = ()
+    method: Method
+    stats: dict[str, float] = Field(default_factory=dict)
+
+
+class Catalog(BaseModel):
+    """The catalog of one task in one feature space."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    task: str
+    method: Method
+    space: dict[str, Any] = Field(description="FeatureSpace.describe() of the space that built it.")
+    anchor: str = Field("", description="The anchor corpus (and background) it was built on.")
+    records: tuple[FeatureRecord, ...]
+
+    def task_features(self) -> list[int]:
+        """F_task: the features judged relevant, ascending."""
+        return sorted(r.feature for r in self.records if r.relevant)
+
+    def record(self, feature: int) -> FeatureRecord:
+        for rec in self.records:
+            if rec.feature == feature:
+                return rec
+        raise KeyError(feature)
+
+    def check_space(self, described: dict[str, Any]) -> None:
+        """Refuse a catalog built in another feature space, naming what differs."""
+        differ = [f"{k}: catalog {self.space.get(k)!r} vs now {described.get(k)!r}"
+                  for k in SPACE_FIELDS if self.space.get(k) != described.get(k)]
+        if differ:
+            raise ConfigError(f"catalog for task {self.task!r} was built in another feature space ({'; '.join(differ)})"
+                              "; rebuild it with `fac catalog build`")
+
+    def save_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load_json(cls, path: Path) -> Catalog:
+        if not path.is_file():
+            raise InputError(f"{path}: no such catalog file")
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, ValueError) as err:
+            first = str(err).splitlines()[0]
+            raise InputError(f"{path}: not a fac catalog ({first})") from None
