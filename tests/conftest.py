@@ -16,11 +16,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-WORDS = (
-    "[PAD] [UNK] <s> <|im_start|> <|im_end|> system user assistant you are helpful "
-    "the a cat dog sat ran on mat red blue fast slow and is hate love kill kind people bad good "
-    "i we they it not very stupid nice go home now why how what where"
-).split()
+WORDS = ["[PAD]", "[UNK]", "<s>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "you", "are", "helpful", "the", "a", "cat", "dog", "sat", "ran", "on", "mat", "red", "blue", "fast", "slow", "and", "is", "hate", "love", "kill", "kind", "people", "bad", "good", "i", "we", "they", "it", "not", "very", "stupid", "nice", "go", "home", "now", "why", "how", "what", "where"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
     "{{ '<|im_start|> system you are helpful <|im_end|> ' }}{% endif %}"

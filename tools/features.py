@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+
 from fac.tools.errors import ConfigError, InputError
 from fac.tools.rendering import RenderMode, Sample
 from fac.tools.residual import LayerReader, TokenizedSample

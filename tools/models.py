@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from fac.tools.errors import ConfigError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from fac.tools.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from fac.tools.errors import ConfigError, InputError
 from transformers import PreTrainedTokenizerBase
+
+from fac.tools.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 

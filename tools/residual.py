@@ -6,10 +6,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
-from fac.tools.errors import ConfigError
-from fac.tools.rendering import Rendered, Renderer, RenderMode, Sample
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from fac.tools.errors import ConfigError
+from fac.tools.rendering import Rendered, Renderer, RenderMode, Sample
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from fac.tools.residual import LayerReader
 from safetensors.torch import load_file, save_file
+
+from fac.tools.residual import LayerReader
 
 if TYPE_CHECKING:
     from sae_lens import SAE
