@@ -6,9 +6,16 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
 
+from fac.commands.catalog import catalog_app
+from fac.commands.coverage import coverage
+from fac.commands.export import export_command
 from fac.commands.features import features
+from fac.commands.report import report_command
+from fac.commands.run import run_command
 from fac.commands.sae import sae_app
+from fac.commands.trace import trace_command
 from fac.console import console
 from fac.tools.errors import FacError
 
@@ -20,7 +27,13 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sae_app, name="sae")
+app.add_typer(catalog_app, name="catalog")
 app.command()(features)
+app.command()(coverage)
+app.command("run")(run_command)
+app.command("export")(export_command)
+app.command("trace")(trace_command)
+app.command("report")(report_command)
 
 
 def main() -> None:
@@ -28,13 +41,17 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FacError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, markup=True, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.UsageError as err:
-        console.print(f"[red]error:[/red] {err.format_message()}", highlight=False, soft_wrap=True)
+    except (click.exceptions.UsageError, typer.TyperException) as err:  # typer >= 0.20 vendors its own click
+        message = err.format_message().strip()  # empty or the help text when no arguments are given
+        if message and "\n" not in message:
+            console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        elif message:
+            console.print(message, highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         console.print("aborted")
         sys.exit(130)
-    except click.exceptions.Exit as err:
+    except (click.exceptions.Exit, typer.Exit) as err:
         sys.exit(err.exit_code)

@@ -86,3 +86,36 @@ class Catalog(BaseModel):
         except (json.JSONDecodeError, ValueError) as err:
             first = str(err).splitlines()[0]
             raise InputError(f"{path}: not a fac catalog ({first})") from None
+
+    def save_parquet(self, path: Path) -> None:
+        """One row per feature record; the task, method, space and anchor go in the file's metadata."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = [{**r.model_dump(mode="json", exclude={"stats"}), "stats": json.dumps(r.stats)} for r in self.records]
+        evidence = pa.list_(pa.struct([("score", pa.float64()), ("span", pa.string()), ("sample", pa.string())]))
+        schema = pa.schema([("feature", pa.int64()), ("relevant", pa.bool_()), ("decision", pa.string()),
+                            ("reason", pa.string()), ("explanation", pa.string()), ("activation_rate", pa.float64()),
+                            ("evidence", evidence), ("method", pa.string()), ("stats", pa.string())])
+        header = self.model_dump(mode="json", exclude={"records"})
+        table = pa.Table.from_pylist(rows, schema=schema).replace_schema_metadata({"fac_catalog": json.dumps(header)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load_parquet(cls, path: Path) -> Catalog:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not path.is_file():
+            raise InputError(f"{path}: no such catalog file")
+        try:
+            table = pq.read_table(path)
+            header = json.loads((table.schema.metadata or {})[b"fac_catalog"])
+            records = [{**row, "stats": json.loads(row["stats"] or "{}")} for row in table.to_pylist()]
+            return cls.model_validate({**header, "records": records})
+        except (pa.ArrowInvalid, KeyError, json.JSONDecodeError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"{path}: not a fac catalog parquet export ({first})") from None

@@ -132,8 +132,20 @@ class LayerReader:
     def hidden_naive(self, samples: Sequence[TokenizedSample]) -> torch.Tensor:  # (b, t, d_model)
         """The reference path: a full forward with the LM head and every hidden state."""
         ids, mask = self._pad(samples)
-        out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
-        return out.hidden_states[self.layer]
+        captured: list[torch.Tensor] = []
+
+        def keep(_module: nn.Module, _args: object, output: torch.Tensor | tuple[torch.Tensor, ...]) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        # HF applies the final norm to hidden_states[depth]; the residual stream is the last block's output.
+        last = self.layer == self.model.config.num_hidden_layers
+        handle = self._block.register_forward_hook(keep) if last else None
+        try:
+            out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
+        finally:
+            if handle is not None:
+                handle.remove()
+        return captured[0] if last else out.hidden_states[self.layer]
 
     def content_activations(self, samples: Sequence[TokenizedSample]) -> torch.Tensor:  # (n_content, d_model)
         """hidden_states[layer] at the scored tokens of each sample, concatenated in order."""

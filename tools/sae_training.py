@@ -236,3 +236,53 @@ def cached_activations(
         torch.save(acts, tmp)
         tmp.replace(path)
     return acts
+
+
+@torch.no_grad()
+def refit_decoder(sae: SAE[Any], acts: torch.Tensor, *, ridge: float = 1e-3, chunk: int = 4096) -> SAE[Any]:
+    """Least-squares refit of the decoder (W_dec, b_dec) for the codes the frozen encoder gives on `acts`.
+
+    A short CPU run leaves the decoder behind the encoder; with the codes Z fixed, the best decoder
+    is a ridge regression of X on [Z, 1], solved exactly from sparse sufficient statistics. The ridge
+    pulls towards the current decoder, so latents that never fire keep their direction. The encoder
+    is unchanged (b_enc absorbs the new b_dec, since the SAE subtracts b_dec before encoding), so
+    every feature keeps its identity and fires on the same tokens as before.
+    """
+    if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False):
+        sae.fold_W_dec_norm()  # makes the encoder's top-k selection independent of decoder norms
+        sae.cfg.rescale_acts_by_decoder_norm = False
+    d_sae, d_in = sae.W_dec.shape
+    gram = torch.zeros((d_sae + 1) * (d_sae + 1), dtype=torch.float64)  # [Z 1]^T [Z 1], flattened
+    cross = torch.zeros(d_sae + 1, d_in, dtype=torch.float64)  # [Z 1]^T X
+    for start in range(0, acts.shape[0], chunk):
+        x = acts[start : start + chunk].to(sae.dtype)
+        z = sae.encode(x).double()  # (b, d_sae), k non-zeros per row
+        rows, cols = z.nonzero(as_tuple=True)
+        values = z[rows, cols]
+        n_rows = x.shape[0]
+        rows = torch.cat([rows, torch.arange(n_rows)])
+        cols = torch.cat([cols, torch.full((n_rows,), d_sae)])
+        values = torch.cat([values, torch.ones(n_rows, dtype=torch.float64)])
+        per_row = torch.bincount(rows, minlength=n_rows)
+        order = torch.argsort(rows, stable=True)
+        rows, cols, values = rows[order], cols[order], values[order]
+        width = int(per_row.max())
+        padded_cols = torch.full((n_rows, width), d_sae, dtype=torch.long)
+        padded_vals = torch.zeros((n_rows, width), dtype=torch.float64)
+        slot = torch.arange(rows.numel()) - torch.repeat_interleave(torch.cumsum(per_row, 0) - per_row, per_row)
+        padded_cols[rows, slot], padded_vals[rows, slot] = cols, values
+        pair_index = (padded_cols.unsqueeze(2) * (d_sae + 1) + padded_cols.unsqueeze(1)).flatten()
+        pair_value = (padded_vals.unsqueeze(2) * padded_vals.unsqueeze(1)).flatten()
+        gram.index_add_(0, pair_index, pair_value)
+        codes = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (d_sae + 1, n_rows))  # [Z 1]^T
+        cross += torch.sparse.mm(codes, x.double())
+    gram_m = gram.view(d_sae + 1, d_sae + 1)
+    scale = float(gram_m.diagonal()[:d_sae].mean()) * ridge
+    current = torch.cat([sae.W_dec.double(), sae.b_dec.double().unsqueeze(0)])  # (d_sae + 1, d_in)
+    solution = torch.linalg.solve(gram_m + scale * torch.eye(d_sae + 1, dtype=torch.float64),
+                                  cross + scale * current)
+    new_b_dec = solution[d_sae].to(sae.dtype)
+    sae.b_enc.add_((new_b_dec - sae.b_dec) @ sae.W_enc)
+    sae.W_dec.copy_(solution[:d_sae].to(sae.dtype))
+    sae.b_dec.copy_(new_b_dec)
+    return sae

@@ -8,9 +8,10 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 import typer
 
 from fac.console import console, progress, setup_logging
@@ -22,6 +23,58 @@ sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_
 
 def _cache_root() -> Path:
     return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
+
+
+@dataclass(frozen=True)
+class _Activations:
+    """A corpus split into train / held-out texts and their cached residual activations."""
+
+    train: torch.Tensor
+    held: torch.Tensor
+    n_texts: int
+    n_train: int
+    n_held: int
+    truncated: int
+    model_id: str
+
+
+def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer: int, max_texts: int | None,
+                        max_tokens: int, heldout_fraction: float, seed: int, device: str | None) -> _Activations:
+    from fac.tools.models import load_model
+    from fac.tools.residual import LayerReader
+    from fac.tools.sae_training import cached_activations, split_heldout
+
+    if not 0 < heldout_fraction < 0.5:
+        raise ConfigError(f"--heldout-fraction {heldout_fraction} must lie in (0, 0.5)")
+    samples = read_samples(corpus, text_field)[: max_texts or None]
+    texts = [s for s in samples if isinstance(s, str)]
+    if len(texts) != len(samples):
+        raise InputError(f"{corpus}: SAE training takes plain texts; {len(samples) - len(texts)} rows are chats")
+    loaded = load_model(model, device=device)
+    reader = LayerReader(loaded.model, loaded.tokenizer, layer, max_tokens=max_tokens)
+    train_texts, held_texts = split_heldout(texts, heldout_fraction, seed)
+    truncated = sum(reader.tokenize(t).truncated for t in texts)
+    if truncated:
+        console.print(f"[yellow]{truncated} texts exceed {max_tokens} tokens and were truncated[/yellow]")
+    cache_dir = _cache_root() / "activations"
+    with progress() as bar:
+        task = bar.add_task("activations (train)", total=len(train_texts))
+        acts = cached_activations(reader, loaded.model_id, train_texts, cache_dir, lambda n: bar.advance(task, n))
+        task = bar.add_task("activations (held-out)", total=len(held_texts))
+        held = cached_activations(reader, loaded.model_id, held_texts, cache_dir, lambda n: bar.advance(task, n))
+    console.print(f"{acts.shape[0]:,} training and {held.shape[0]:,} held-out token activations ({acts.shape[1]}-d)")
+    return _Activations(acts, held, len(texts), len(train_texts), len(held_texts), truncated, loaded.model_id)
+
+
+def _corpus_record(corpus: Path, data: _Activations) -> dict[str, object]:
+    digest = hashlib.sha256(corpus.read_bytes()).hexdigest() if corpus.is_file() else None
+    return {"path": corpus.as_posix(), "sha256": digest, "texts": data.n_texts, "train_texts": data.n_train,
+            "heldout_texts": data.n_held, "truncated": data.truncated}
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not empty; choose a new --out directory")
 
 
 @sae_app.command("train")
@@ -37,6 +90,8 @@ def train(
     lr: float = typer.Option(5e-4, help="Peak learning rate (cosine decay to a tenth)."),
     batch_tokens: int = typer.Option(4096, help="Activations per training step."),
     dead_window: int = typer.Option(50, help="Steps without firing before a latent counts as dead (aux loss)."),
+    refit: bool = typer.Option(True, "--refit-decoder/--no-refit-decoder",
+                               help="Least-squares refit of the decoder after training (encoder unchanged)."),
     heldout_fraction: float = typer.Option(0.03, help="Share of texts held out for the quality report."),
     max_texts: int | None = typer.Option(None, help="Use only the first N texts of the corpus."),
     max_tokens: int = typer.Option(512, help="Token cap per text (longer texts are truncated and counted)."),
@@ -47,72 +102,87 @@ def train(
 ) -> None:
     """Train a TopK SAE on the residual stream after block LAYER and report its held-out quality."""
     setup_logging(verbose)
-    from fac.tools.models import load_model
-    from fac.tools.residual import LayerReader
-    from fac.tools.sae_training import (
-        SAETrainingConfig,
-        cached_activations,
-        evaluate_sae,
-        save_sae,
-        split_heldout,
-        train_sae,
-        write_quality,
-    )
+    from fac.tools.sae_training import SAETrainingConfig, refit_decoder, save_sae, train_sae
 
-    if not 0 < heldout_fraction < 0.5:
-        raise ConfigError(f"--heldout-fraction {heldout_fraction} must lie in (0, 0.5)")
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not empty; choose a new --out directory")
-    samples = read_samples(corpus, text_field)[: max_texts or None]
-    texts = [s for s in samples if isinstance(s, str)]
-    if len(texts) != len(samples):
-        raise InputError(f"{corpus}: SAE training takes plain texts; {len(samples) - len(texts)} rows are conversations")
+    _check_out(out)
     cfg = SAETrainingConfig(
         d_sae=d_sae, k=k, epochs=epochs, batch_tokens=batch_tokens, lr=lr, dead_feature_window=dead_window, seed=seed
     )
     started = time.time()
-    loaded = load_model(model, device=device)
-    reader = LayerReader(loaded.model, loaded.tokenizer, layer, max_tokens=max_tokens)
-    train_texts, held_texts = split_heldout(texts, heldout_fraction, seed)
-    truncated = sum(reader.tokenize(t).truncated for t in texts)
-    if truncated:
-        console.print(f"[yellow]{truncated} texts exceed {max_tokens} tokens and were truncated[/yellow]")
-    cache_dir = _cache_root() / "activations"
-    with progress() as bar:
-        task = bar.add_task("activations (train)", total=len(train_texts))
-        acts = cached_activations(reader, loaded.model_id, train_texts, cache_dir, lambda n: bar.advance(task, n))
-        task = bar.add_task("activations (held-out)", total=len(held_texts))
-        held = cached_activations(reader, loaded.model_id, held_texts, cache_dir, lambda n: bar.advance(task, n))
+    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device)
     collected = time.time()
-    console.print(f"{acts.shape[0]:,} training and {held.shape[0]:,} held-out token activations ({acts.shape[1]}-d)")
     hook_name = f"blocks.{layer - 1}.hook_resid_post"
     with progress() as bar:
         task = bar.add_task("training steps", total=None)
         sae = train_sae(
-            acts, cfg, hook_name=hook_name, model_name=loaded.model_id,
+            data.train, cfg, hook_name=hook_name, model_name=data.model_id,
             on_step=lambda step, total: bar.update(task, completed=step, total=total),
         )
+    if refit:
+        sae = refit_decoder(sae, data.train)
     trained = time.time()
     out.mkdir(parents=True, exist_ok=True)
     save_sae(sae, out, fp16=fp16)
+    _report(out, data, {
+        "command": "fac " + shlex.join(sys.argv[1:]),
+        "corpus": _corpus_record(corpus, data),
+        "model": data.model_id,
+        "layer": layer,
+        "hook_name": hook_name,
+        "training": {**asdict(cfg), "refit_decoder": refit},
+        "train_tokens": int(data.train.shape[0]),
+        "seconds": {"activations": round(collected - started, 1), "training": round(trained - collected, 1)},
+    })
+
+
+@sae_app.command("refit")
+def refit_command(
+    sae: Path = typer.Option(..., "--sae", help="A trained SAE directory (sae-lens disk format)."),
+    corpus: Path = typer.Option(..., help="The corpus to refit the decoder on (the training corpus)."),
+    out: Path = typer.Option(..., help="Directory to write the refitted SAE and its quality.json."),
+    model: str = typer.Option("default", help="The model the SAE reads."),
+    text_field: str | None = typer.Option(None, help="Field holding the text (default: detected)."),
+    ridge: float = typer.Option(1e-3, help="Ridge strength towards the current decoder (relative)."),
+    heldout_fraction: float = typer.Option(0.03, help="Share of texts held out for the quality report."),
+    max_texts: int | None = typer.Option(None, help="Use only the first N texts of the corpus."),
+    max_tokens: int = typer.Option(512, help="Token cap per text."),
+    fp16: bool = typer.Option(True, help="Store weights as float16."),
+    seed: int = typer.Option(0),
+    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
+    verbose: int = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG."),
+) -> None:
+    """Refit an SAE's decoder by least squares on a corpus; the encoder, and so every feature, is unchanged."""
+    setup_logging(verbose)
+    from fac.tools.sae_training import QUALITY_FILE, evaluate_sae, refit_decoder, save_sae
+    from fac.tools.saes import load_sae, sae_hook_layer
+
+    _check_out(out)
+    loaded, _ = load_sae(str(sae))
+    layer = sae_hook_layer(loaded)
+    if layer is None:
+        raise ConfigError(f"{sae}: the SAE does not name its hook layer; cannot refit it")
+    started = time.time()
+    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device)
+    before = evaluate_sae(loaded, data.held, n_texts=data.n_held)
+    refit_decoder(loaded, data.train, ridge=ridge)
+    out.mkdir(parents=True, exist_ok=True)
+    save_sae(loaded, out, fp16=fp16)
+    source = sae / QUALITY_FILE
+    provenance = json.loads(source.read_text()) if source.is_file() else {}
+    provenance.pop("quality", None)
+    _report(out, data, {
+        **provenance,
+        "refit": {"command": "fac " + shlex.join(sys.argv[1:]), "ridge": ridge, "corpus": _corpus_record(corpus, data),
+                  "quality_before": asdict(before), "seconds": round(time.time() - started, 1)},
+    })
+
+
+def _report(out: Path, data: _Activations, provenance: dict[str, object]) -> None:
+    """Evaluate the weights as stored (fp16 included) on held-out text and write quality.json."""
+    from fac.tools.sae_training import evaluate_sae, write_quality
     from fac.tools.saes import load_sae
 
-    shipped, _ = load_sae(str(out))  # report the numbers of the weights as stored (fp16 included)
-    quality = evaluate_sae(shipped, held, n_texts=len(held_texts))
-    corpus_digest = hashlib.sha256(Path(corpus).read_bytes()).hexdigest() if Path(corpus).is_file() else None
-    write_quality(
-        out,
-        quality,
-        {
-            "command": "fac " + shlex.join(sys.argv[1:]),
-            "corpus": {"path": Path(corpus).as_posix(), "sha256": corpus_digest, "texts": len(texts),
-                       "train_texts": len(train_texts), "heldout_texts": len(held_texts), "truncated": truncated},
-            "model": loaded.model_id,
-            "layer": layer,
-            "hook_name": hook_name,
-            "training": asdict(cfg),
-            "train_tokens": int(acts.shape[0]),
-            "seconds": {"activations": round(collected - started, 1), "training": round(trained - collected, 1)},
-        },
-    )
+    shipped, _ = load_sae(str(out))
+    quality = evaluate_sae(shipped, data.held, n_texts=data.n_held)
+    write_quality(out, quality, provenance)
     console.print_json(json.dumps({"out": str(out), "quality": asdict(quality)}))

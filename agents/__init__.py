@@ -1,0 +1,1 @@
+"""Agent nodes (planner, generator, verifier), their routers and LLM output schemas."""

@@ -1,0 +1,150 @@
+"""Planner: pick the next batch of missing features, within the budget, and decide when to stop (METHOD §4).
+
+Priority: features no sample covers yet, then the judge's relevance (Yes > Probably > Maybe), fewest
+attempts, highest activation rate in the anchor corpus (easier to reach), feature id. A feature is
+exhausted once it has had `max_attempts_per_feature` drafts without reaching `min_per_feature` samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from fac.graph.checkpoint import SampleLog
+from fac.graph.config import RunConfig
+from fac.graph.context import Deps
+from fac.graph.state import GenState, StopReason
+from fac.tools.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+RELEVANCE_RANK = {"Yes": 3, "Probably": 2, "Maybe": 1, "No": 0}
+PROMPT_TOKENS_GUESS = 400  # prompt tokens per draft assumed before the first draft is measured
+
+
+@dataclass(frozen=True)
+class Status:
+    """Coverage at a glance: what progress bars and reports show."""
+
+    fac_before: float
+    fac_now: float
+    goal_fac: float
+    covered: int  # task features covered (seed + synthesis)
+    n_task: int
+    missing: int  # task features still uncovered
+    exhausted: int
+    short: int  # newly covered features below min_per_feature
+    accepted: int
+    tokens_used: int
+    budget_tokens: int
+    round: int
+    stop_reason: StopReason | None
+    stop_detail: str
+
+
+def status(state: GenState, cfg: RunConfig) -> Status:
+    new = state.newly_covered()
+    short = sum(1 for j in new if state.counts.get(j, 0) < cfg.min_per_feature)
+    return Status(state.fac_before, state.fac_now(), cfg.goal_fac, state.n_seed_covered + len(new),
+                  len(state.task_features), len(state.missing) - len(new), len(state.exhausted), short,
+                  state.n_accepted, state.tokens_used, cfg.budget_tokens, state.round, state.stop_reason,
+                  state.stop_detail)
+
+
+def exhausted_features(state: GenState, cfg: RunConfig) -> frozenset[int]:
+    """Missing features that used up their attempts short of min_per_feature (recomputed: limits may grow)."""
+    return frozenset(j for j in state.missing if state.attempts.get(j, 0) >= cfg.max_attempts_per_feature
+                     and state.counts.get(j, 0) < cfg.min_per_feature)
+
+
+def open_features(state: GenState, cfg: RunConfig) -> list[int]:
+    """Features still worth a draft: uncovered ones while FAC is below the goal, and covered-but-short ones."""
+    below_goal = state.fac_now() < cfg.goal_fac - 1e-9
+    return [j for j in state.missing if j not in state.exhausted and state.counts.get(j, 0) < cfg.min_per_feature
+            and (below_goal or state.counts.get(j, 0) > 0)]
+
+
+def goal_reached(state: GenState, cfg: RunConfig) -> bool:
+    """FAC at the goal and every newly covered feature at its minimum (or exhausted trying)."""
+    return state.fac_now() >= cfg.goal_fac - 1e-9 and all(
+        state.counts.get(j, 0) >= cfg.min_per_feature or j in state.exhausted for j in state.newly_covered())
+
+
+def draft_cost(state: GenState, cfg: RunConfig) -> float:
+    """Generator tokens one draft costs: measured so far, or a guess before the first."""
+    if state.drafts_made:
+        return float(state.tokens_used) / state.drafts_made
+    return float(PROMPT_TOKENS_GUESS + cfg.max_new_tokens)
+
+
+def stop_check(state: GenState, cfg: RunConfig) -> tuple[StopReason, str] | None:
+    """Why the loop should stop now, if it should."""
+    fac = state.fac_now()
+    if goal_reached(state, cfg):
+        return "goal", f"FAC {fac:.3f} >= goal {cfg.goal_fac} with >= {cfg.min_per_feature} samples per new feature"
+    if not open_features(state, cfg):
+        return "exhausted", (f"no feature left to try: {len(state.exhausted)} exhausted after "
+                             f"{cfg.max_attempts_per_feature} attempts each; FAC {fac:.3f} < goal {cfg.goal_fac}")
+    if state.round >= cfg.max_rounds:
+        return "rounds", f"{state.round} rounds done (max_rounds); FAC {fac:.3f} < goal {cfg.goal_fac}"
+    per_feature = draft_cost(state, cfg) * cfg.drafts_per_feature
+    remaining = cfg.budget_tokens - state.tokens_used
+    if remaining < per_feature:
+        return "budget", (f"{state.tokens_used:,} of {cfg.budget_tokens:,} generator tokens used; a feature needs "
+                          f"~{per_feature:,.0f}; FAC {fac:.3f} < goal {cfg.goal_fac}")
+    return None
+
+
+def priority(state: GenState, catalog: Catalog) -> dict[int, tuple[int, int, int, float, int]]:
+    """Sort keys of the missing features (lower first)."""
+    records = {r.feature: r for r in catalog.records}
+    keys = {}
+    for j in state.missing:
+        rec = records.get(j)
+        rank = RELEVANCE_RANK.get(rec.decision or "", 0) if rec else 0
+        rate = rec.activation_rate if rec else 0.0
+        keys[j] = (int(state.counts.get(j, 0) > 0), -rank, state.attempts.get(j, 0), -rate, j)
+    return keys
+
+
+def absorb_journal(state: GenState, log: SampleLog) -> dict[str, Any]:
+    """Credit journal samples the checkpoint does not know (written, then the process died before the step saved)."""
+    orphans = [r for r in log if r.id not in state.accepted_ids]
+    if not orphans:
+        return {}
+    counts = dict(state.counts)
+    for record in orphans:
+        for j in record.features:
+            counts[j] = counts.get(j, 0) + 1
+    logger.warning("reconciled %d accepted samples from %s that the last checkpoint missed", len(orphans), log.path)
+    return {"counts": counts, "accepted_ids": frozenset(r.id for r in orphans)}
+
+
+def plan(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
+    """Reconcile with the journal, mark exhausted features, stop or pick this round's features."""
+    deps = runtime.context
+    cfg = deps.config
+    update = absorb_journal(state, deps.log)
+    current = replace(state, counts=update.get("counts", state.counts),
+                      accepted_ids=state.accepted_ids | update.get("accepted_ids", frozenset()))
+    exhausted = exhausted_features(current, cfg)
+    current = replace(current, exhausted=exhausted)
+    update["exhausted"] = exhausted
+    stop = stop_check(current, cfg)
+    if stop is not None:
+        logger.info("stop (%s): %s", *stop)
+        return {**update, "plan": (), "stop_reason": stop[0], "stop_detail": stop[1]}
+    keys = priority(current, deps.catalog)
+    todo = sorted(open_features(current, cfg), key=keys.__getitem__)
+    affordable = int((cfg.budget_tokens - current.tokens_used) // (draft_cost(current, cfg) * cfg.drafts_per_feature))
+    picked = tuple(todo[: max(1, min(cfg.features_per_round, affordable))])
+    logger.info("round %d: %d features (%d open, %d exhausted), FAC %.3f", state.round + 1, len(picked), len(todo),
+                len(exhausted), current.fac_now())
+    return {**update, "plan": picked, "round": state.round + 1, "stop_reason": None, "stop_detail": ""}
+
+
+def route_after_plan(state: GenState) -> Literal["generate", "__end__"]:
+    return "__end__" if state.stop_reason is not None else "generate"

@@ -1,0 +1,1 @@
+"""The LangGraph loop: config, state, dependencies, builder, checkpointing and runner."""

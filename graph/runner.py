@@ -1,0 +1,280 @@
+"""Run the loop: open or resume a run directory, build the dependencies, compile, stream, report.
+
+runs/<name>/ holds config.json (the RunConfig), samples.jsonl (accepted samples, fsync'ed one by one),
+checkpoints.sqlite (the graph's checkpoints, thread = run id), chroma/ (near-duplicate index) and
+run.json (status: coverage before/now, stop reason, exhausted features), rewritten after every step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fac.agents.planner import Status, status
+from fac.graph.builder import build_graph
+from fac.graph.checkpoint import SAMPLES_FILE, SampleLog, sqlite_saver
+from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig, make_config
+from fac.graph.context import Deps
+from fac.graph.recorder import STREAM_MODES, TraceRecorder
+from fac.graph.state import GenState
+from fac.graph.trace import RedactFilter
+from fac.tools.errors import ConfigError, InputError, TransientError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from fac.tools.catalog import Catalog
+    from fac.tools.embeddings import Embedder
+    from fac.tools.features import FeatureSpace
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "run.json"
+LOG_FILE = "run.log"
+CHROMA_DIR = "chroma"
+COLLECTION = "samples"
+OnStatus = Callable[[str, Status], None]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def samples(self) -> Path:
+        return self.root / SAMPLES_FILE
+
+    @property
+    def status(self) -> Path:
+        return self.root / STATUS_FILE
+
+    @property
+    def chroma(self) -> Path:
+        return self.root / CHROMA_DIR
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: finished with a stop reason, or interrupted by a transient fault (resumable)."""
+
+    run_id: str
+    paths: RunPaths
+    status: Status
+    exhausted: tuple[int, ...]
+    rejections: dict[str, int]
+    interrupted: str | None = None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def saved_config(paths: RunPaths) -> RunConfig:
+    try:
+        values = json.loads(paths.config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{paths.config}: unreadable run config ({err})") from None
+    return make_config(values.get("config", values), str(paths.config))
+
+
+def open_run(out: Path, cfg: RunConfig | None = None, *, resume: bool = False,
+             overrides: Mapping[str, Any] | None = None) -> tuple[RunConfig, RunPaths]:
+    """The run's config and paths. A fresh run refuses a directory holding another config; `resume` loads the
+    saved config and accepts changes to limits (goals, budgets) and operational fields only."""
+    paths = RunPaths(out)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume:
+        if not paths.config.is_file():
+            raise InputError(f"{out}: no run to resume (no {CONFIG_FILE}); start one with `fac run SEED --task NAME "
+                             f"--out {out}`")
+        saved = saved_config(paths)
+        changed = sorted(set(given) - LIMIT_FIELDS - OPERATIONAL_FIELDS)
+        if changed:
+            raise ConfigError(f"--resume can change only limits ({', '.join(sorted(LIMIT_FIELDS))}) and operational "
+                              f"settings; {', '.join(changed)} would change the results: start a new run instead")
+        cfg = saved.updated(**given)
+    else:
+        if cfg is None:
+            raise ConfigError("a new run needs a config (seed, task)")
+        if paths.config.is_file():
+            saved = saved_config(paths)
+            if saved.fingerprint() != cfg.fingerprint():
+                raise ConfigError(f"{out} holds run {saved.run_id(out.name)} with another config "
+                                  f"({'; '.join(saved.differences(cfg))}); use another --out, or --resume {out}")
+            logger.info("%s holds this run already; continuing it", out)
+        elif out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out} exists and is not a fac run directory (no {CONFIG_FILE}); use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(paths.config, {"run_id": cfg.run_id(out.name), "fingerprint": cfg.fingerprint(),
+                               "config": cfg.model_dump(mode="json")})
+    return cfg, paths
+
+
+def attach_log_file(paths: RunPaths) -> logging.Handler:
+    """Log fac's INFO lines to runs/<name>/run.log too; the console keeps its level. close() detaches it."""
+    fac_logger = logging.getLogger("fac")
+    console_level = fac_logger.getEffectiveLevel()
+    for handler in logging.getLogger().handlers:
+        if handler.level == logging.NOTSET:
+            handler.setLevel(console_level)
+    handler = _RunLog(paths.root / LOG_FILE, fac_logger)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactFilter())  # no API key in run.log (nor, as the record is shared, on the console)
+    fac_logger.addHandler(handler)
+    fac_logger.setLevel(min(console_level, logging.INFO))
+    return handler
+
+
+class _RunLog(logging.FileHandler):
+    def __init__(self, path: Path, owner: logging.Logger) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.owner = owner
+
+    def close(self) -> None:
+        self.owner.removeHandler(self)
+        super().close()
+
+
+def make_embedder(cfg: RunConfig) -> Embedder:
+    from fac.tools.embeddings import HashingEmbedder, default_embedder
+
+    return default_embedder() if cfg.embedder == "minilm" else HashingEmbedder()
+
+
+def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatModel:
+    """The generator: an OpenAI-compatible endpoint, or an in-process chat model (shares the space's LM when
+    both are the embedded default)."""
+    if cfg.generator == "openai":
+        from fac.tools.llm import openai_chat
+
+        chat = openai_chat(cfg.generator_model, cfg.base_url, cfg.api_key_env, cfg.temperature, cfg.max_new_tokens,
+                           cfg.timeout_s, cfg.max_retries)
+        if hasattr(chat, "top_p"):
+            chat.top_p = cfg.top_p
+        return chat
+    from fac.agents.local_writer import BatchedLocalChat
+    from fac.tools.models import load_model
+
+    settings = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
+                "batch_size": cfg.concurrency}
+    if space is not None and cfg.generator_model == cfg.model:
+        return BatchedLocalChat(model=space.reader.model, tokenizer=space.reader.tokenizer, model_id=space.model_id,
+                                **settings)
+    return BatchedLocalChat.from_loaded(load_model(cfg.generator_model, device=cfg.device, dtype=cfg.dtype), **settings)
+
+
+def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:
+    """--catalog FILE, else the task's catalog as `fac coverage` finds it (stored, shipped, or built now)."""
+    from fac.tools.catalog_build import load_or_build_catalog
+    from fac.tools.catalog_store import open_store
+
+    if cfg.catalog:
+        return load_or_build_catalog(space, cfg.task, Path(cfg.catalog))
+    return load_or_build_catalog(space, cfg.task, None, store=open_store())
+
+
+def make_deps(
+    cfg: RunConfig,
+    paths: RunPaths,
+    *,
+    space: FeatureSpace | None = None,
+    catalog: Catalog | None = None,
+    writer: BaseChatModel | None = None,
+    embedder: Embedder | None = None,
+) -> Deps:
+    """Load what the config names (seed, feature space, catalog, store, generator); pass any to reuse it."""
+    import torch
+
+    from fac.tools.datasets import read_samples
+    from fac.tools.features import FeatureSpace
+    from fac.tools.store import SampleStore, chroma_client
+    from fac.tools.tasks import get_task
+
+    seed = tuple(read_samples(cfg.seed, cfg.text_field))
+    task = get_task(cfg.task)
+    if space is None:
+        space = FeatureSpace.load(cfg.model, cfg.sae, layer=cfg.layer, mode=cfg.mode, threshold=cfg.threshold,
+                                  device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
+    if catalog is None:
+        catalog = load_catalog(cfg, space)
+    catalog.check_space(space.describe())
+    torch.manual_seed(cfg.random_seed)
+    store = SampleStore(chroma_client(paths.chroma), COLLECTION, embedder or make_embedder(cfg))
+    return Deps(config=cfg, space=space, catalog=catalog, seed=seed, store=store,
+                writer=writer or make_writer(cfg, space), log=SampleLog(paths.samples),
+                run_id=cfg.run_id(paths.root.name), task_summary=task.summary or task.guideline[:300])
+
+
+def _as_state(values: Any) -> GenState:
+    return values if isinstance(values, GenState) else GenState(**dict(values))
+
+
+def write_status(paths: RunPaths, state: GenState, cfg: RunConfig, run_id: str, phase: str,
+                 interrupted: str | None = None) -> Status:
+    now = status(state, cfg)
+    _write_json(paths.status, {"run_id": run_id, "phase": phase, "interrupted": interrupted, **asdict(now),
+                               "exhausted_features": sorted(state.exhausted), "rejections": state.rejections,
+                               "missing_features": sorted(set(state.missing) - state.newly_covered()),
+                               "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return now
+
+
+def run(deps: Deps, paths: RunPaths, *, on_status: OnStatus | None = None,
+        otlp_endpoint: str | None = None) -> RunResult:
+    """Run (or continue) the loop until a router stops it or a transient fault interrupts it. The trace goes to
+    runs/<name>/trace.sqlite as it happens, and as OpenTelemetry spans to `otlp_endpoint` when one is given."""
+    cfg = deps.config
+    saver = sqlite_saver(paths.root)
+    recorder = TraceRecorder.open(paths.root, deps, otlp_endpoint=otlp_endpoint)
+    try:
+        app = build_graph().compile(checkpointer=saver)
+        thread: Any = {"configurable": {"thread_id": deps.run_id}}
+        snapshot = app.get_state(thread)
+        graph_input: Any = {}
+        if snapshot.values:
+            graph_input = None
+            if not snapshot.next:  # finished before: limits may have grown, so let the planner look again
+                app.update_state(thread, {"stop_reason": None, "stop_detail": ""}, as_node="verify")
+            logger.info("resuming run %s from its last checkpoint (%d accepted samples in %s)", deps.run_id,
+                        len(deps.log), paths.samples)
+        interrupted, node = None, "start"
+        try:
+            for mode, chunk in app.stream(graph_input, {**thread, "callbacks": [recorder]}, context=deps,
+                                          stream_mode=["updates", *STREAM_MODES], durability="sync"):
+                recorder.feed(mode, chunk)  # tasks, custom (verdicts), values
+                if mode == "updates":
+                    node = next(iter(chunk), node)
+                    continue
+                if mode != "values":
+                    continue
+                now = write_status(paths, _as_state(chunk), cfg, deps.run_id, "running")
+                if on_status is not None:
+                    on_status(node, now)
+        except TransientError as err:
+            interrupted = str(err)
+            logger.warning("interrupted: %s; continue with `fac run --resume %s`", err, paths.root)
+        state = _as_state(app.get_state(thread).values)
+        final = write_status(paths, state, cfg, deps.run_id, "interrupted" if interrupted else "done", interrupted)
+        recorder.close(f"interrupted: {interrupted}" if interrupted else "done")
+    finally:
+        recorder.close(sys.exc_info()[1])  # a crash: the trace keeps its error (a no-op after the close above)
+        saver.conn.close()
+    if on_status is not None:
+        on_status("end", final)
+    return RunResult(deps.run_id, paths, final, tuple(sorted(state.exhausted)), dict(state.rejections), interrupted)

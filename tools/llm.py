@@ -1,0 +1,149 @@
+"""OpenAI-compatible chat models (OpenAI, vLLM, llama.cpp, any /v1/chat/completions server), token usage,
+key redaction, and translation of provider errors into fac's errors.
+
+Retries: transient faults (HTTP 408/409/429/5xx, connection errors, timeouts) are retried by the
+OpenAI client itself, `max_retries` times with exponential back-off. What still fails afterwards
+reaches fac as langchain-core's provider-neutral `ModelError` subclasses; `translate_error` maps
+them to TransientError (may pass later), ConfigError (key, permission, unknown model) or leaves them
+as request rejections (`is_rejection`: invalid request, context overflow, refusal) for the caller to
+record per item.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from ipaddress import ip_address
+from urllib.parse import urlparse
+
+from langchain_core.exceptions import (
+    ContextOverflowError,
+    ModelAuthenticationError,
+    ModelError,
+    ModelInvalidRequestError,
+    ModelNotFoundError,
+    ModelPermissionDeniedError,
+    ModelRefusalError,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from pydantic import SecretStr
+
+from fac.tools.errors import ConfigError, TransientError
+
+logger = logging.getLogger(__name__)
+
+LOCAL_API_KEY = "EMPTY"  # vLLM / llama.cpp servers accept any key unless started with --api-key
+_BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+_KEY_PATTERNS = (
+    re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{8,}"),  # OpenAI-style keys
+    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"(?i)((?:api[_-]?key|authorization|token)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{8,}"),
+)
+
+
+def is_local_url(base_url: str | None) -> bool:
+    """True for a server on this machine or a private network (no key needed: local vLLM / llama.cpp)."""
+    if not base_url:
+        return False
+    host = urlparse(base_url if "//" in base_url else f"//{base_url}").hostname or ""
+    if host in {"localhost", "host.docker.internal"} or host.endswith((".local", ".localhost", ".internal")):
+        return True
+    try:
+        ip = ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_unspecified or ip.is_link_local
+
+
+def openai_chat(
+    model: str,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    temperature: float = 0.0,
+    max_tokens: int = 512,
+    timeout_s: float = 60.0,
+    max_retries: int = 4,
+    seed: int | None = None,
+) -> BaseChatModel:
+    """A ChatOpenAI for `model` at `base_url` (None: OpenAI, or $OPENAI_BASE_URL), key from $`api_key_env`.
+
+    A missing key is an error unless the server is local, which gets the placeholder key "EMPTY".
+    The client retries 429/5xx/timeouts `max_retries` times with back-off before giving up.
+    """
+    from langchain_openai import ChatOpenAI  # ~1 s import; only when a remote judge is used
+
+    if not model.strip():
+        raise ConfigError("judge model name is empty; pass the name the endpoint serves (e.g. gpt-4o-mini)")
+    if max_tokens < 1 or timeout_s <= 0 or max_retries < 0:
+        raise ConfigError(f"max_tokens={max_tokens} must be >= 1, timeout_s={timeout_s} > 0, "
+                          f"max_retries={max_retries} >= 0")
+    effective_url = base_url or next((os.environ[e] for e in _BASE_URL_ENVS if os.environ.get(e)), None)
+    key = os.environ.get(api_key_env, "").strip()
+    if not key:
+        if not is_local_url(effective_url):
+            where = effective_url or "the OpenAI API"
+            raise ConfigError(f"${api_key_env} is not set but {where} needs an API key: export {api_key_env}=..., "
+                              "name another variable with the key-env option, or use a local server/model")
+        key = LOCAL_API_KEY
+    logger.debug("chat model %s at %s (key from %s)", model, effective_url or "api.openai.com",
+                 api_key_env if key != LOCAL_API_KEY else "placeholder")
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=SecretStr(key),
+        temperature=temperature,
+        max_completion_tokens=max_tokens,  # alias of ChatOpenAI.max_tokens
+        timeout=timeout_s,
+        max_retries=max_retries,
+        seed=seed,
+    )
+
+
+def chat_name(chat: BaseChatModel) -> str:
+    """A name for `chat` in cache keys and reports: its model name or id, else its class name."""
+    name = getattr(chat, "model_name", None) or getattr(chat, "model_id", None) or getattr(chat, "model", None)
+    return name if isinstance(name, str) and name.strip() else type(chat).__name__
+
+
+def usage(message: BaseMessage) -> tuple[int, int]:
+    """(input tokens, output tokens) from the message's usage_metadata; 0 when the server sent none."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with API keys hidden: key-shaped strings, bearer tokens, and the values of key variables."""
+    values = set(secrets) | {v for k, v in os.environ.items() if k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
+    for value in sorted((v for v in values if len(v) >= 8), key=len, reverse=True):
+        text = text.replace(value, "***")
+    for pattern in _KEY_PATTERNS:
+        text = pattern.sub(r"\1***", text)
+    return text
+
+
+def is_rejection(err: BaseException) -> bool:
+    """An error about this one request (invalid, too long, refused): recording it per item is right."""
+    return isinstance(err, ModelInvalidRequestError | ContextOverflowError | ModelRefusalError)
+
+
+def first_line(err: BaseException) -> str:
+    """The error's message on one line, redacted, at most 300 characters."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return redact(text)[:300]
+
+
+def translate_error(err: ModelError, model: str) -> Exception:
+    """The fac error to raise for a chat model failure that survived the client's retries."""
+    detail = first_line(err)
+    translated: Exception = err
+    if isinstance(err, ModelAuthenticationError | ModelPermissionDeniedError):
+        translated = ConfigError(f"the endpoint refused the key for {model!r} ({detail}); check the key variable")
+    elif isinstance(err, ModelNotFoundError):
+        translated = ConfigError(f"the endpoint does not serve model {model!r} ({detail}); check the model name")
+    elif err.is_retryable:
+        translated = TransientError(f"{type(err).__name__} from {model!r} after the client's retries ({detail}); "
+                                    "finished calls are cached, so rerunning resumes")
+    return translated
