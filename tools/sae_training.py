@@ -274,7 +274,8 @@ def refit_decoder(sae: SAE[Any], acts: torch.Tensor, *, ridge: float = 1e-3, chu
         pair_index = (padded_cols.unsqueeze(2) * (d_sae + 1) + padded_cols.unsqueeze(1)).flatten()
         pair_value = (padded_vals.unsqueeze(2) * padded_vals.unsqueeze(1)).flatten()
         gram.index_add_(0, pair_index, pair_value)
-        codes = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (d_sae + 1, n_rows))  # [Z 1]^T
+        codes = torch.sparse_coo_tensor(torch.stack([cols, rows]), values, (d_sae + 1, n_rows),
+                                        check_invariants=False)  # [Z 1]^T
         cross += torch.sparse.mm(codes, x.double())
     gram_m = gram.view(d_sae + 1, d_sae + 1)
     scale = float(gram_m.diagonal()[:d_sae].mean()) * ridge
