@@ -1,8 +1,9 @@
 """Benchmark: early-exit feature extraction vs the naive full forward, on the real default model.
 
 Speed: FeatureSpace.score(naive=False) vs score(naive=True), score cache off, on the same texts in one
-process. The texts, sorted by length (little padding), are cut into chunks and the two paths alternate
-per chunk (E N, N E, ...), so a background load that comes and goes falls on both paths alike.
+process. The texts are cut into chunks, by default the very batches one score() call over all texts would
+form, and the two paths alternate per chunk (E N, N E, ...), so a background load that comes and goes falls
+on both paths alike.
 Memory: each path runs in a fresh subprocess on the longest texts (the worst-case batches); we reset
 the kernel's peak-RSS mark (/proc/self/clear_refs) after loading, so VmHWM is the peak *while scoring*.
 Ideal speed-up: FLOPs per token from the model's shapes (linear layers, causal attention at the measured
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ CORPUS = REPO / "data" / "sae_corpus" / "corpus.jsonl.gz"
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Feature extraction"
 LAYER = 15
-RANDOM_SAE_SHAPE = {"d_in": 576, "d_sae": 4096, "k": 48, "hook_name": f"blocks.{LAYER - 1}.hook_resid_post"}
+RANDOM_SAE_SHAPE = {"d_in": 576, "d_sae": 4096, "k": 64, "hook_name": f"blocks.{LAYER - 1}.hook_resid_post"}
 
 
 def pick_texts(n: int, seed: int) -> list[str]:
@@ -73,23 +74,64 @@ def load_space(sae: str, max_tokens: int, token_budget: int) -> Any:
                              use_cache=False)
 
 
+class PartTimer:
+    """Wall seconds inside the first L blocks, the later blocks, the LM head and the SAE encoder, per path.
+
+    Forward hooks on the blocks and the LM head, a wrapper around `sae.encode`; about 60 clock reads per batch.
+    """
+
+    def __init__(self, space: Any) -> None:
+        from fac.tools.residual import decoder_blocks
+
+        self.naive = False
+        self.seconds: dict[tuple[bool, str], float] = defaultdict(float)
+        blocks = decoder_blocks(space.reader.model)
+        self.parts = (f"blocks 1-{space.layer}", f"blocks {space.layer + 1}-{len(blocks)}", "LM head", "SAE encoder")
+        for i, block in enumerate(blocks):
+            self._time(block, self.parts[0] if i < space.layer else self.parts[1])
+        self._time(space.reader.model.get_output_embeddings(), self.parts[2])
+        encode = space.sae.encode
+
+        def timed_encode(x: Any) -> Any:
+            began = time.perf_counter()
+            out = encode(x)
+            self.seconds[(self.naive, self.parts[3])] += time.perf_counter() - began
+            return out
+
+        space.sae.encode = timed_encode
+
+    def _time(self, module: Any, part: str) -> None:
+        began: list[float] = [0.0]
+
+        def start(*_args: Any) -> None:
+            began[0] = time.perf_counter()
+
+        def stop(*_args: Any) -> None:
+            self.seconds[(self.naive, part)] += time.perf_counter() - began[0]
+
+        module.register_forward_pre_hook(start)
+        module.register_forward_hook(stop)
+
+
 def timed_runs(
-    space: Any, texts: list[str], chunk: int, repeats: int
+    space: Any, texts: list[str], chunks: list[list[int]], repeats: int, parts: PartTimer
 ) -> tuple[dict[bool, float], dict[bool, list[Any]]]:
     """Seconds per path (key: naive) over all chunks and repeats, alternating which path goes first per chunk;
     and the first repeat's results."""
     seconds = {False: 0.0, True: 0.0}
-    results: dict[bool, list[Any]] = {False: [], True: []}
+    results: dict[bool, list[Any]] = {False: [None] * len(texts), True: [None] * len(texts)}
     turn = 0
     for repeat in range(repeats):
-        for start in range(0, len(texts), chunk):
-            part = texts[start : start + chunk]
+        for chunk in chunks:
+            part = [texts[i] for i in chunk]
             for naive in ((False, True) if turn % 2 == 0 else (True, False)):
+                parts.naive = naive
                 began = time.perf_counter()
                 scored = space.score(part, naive=naive)
                 seconds[naive] += time.perf_counter() - began
                 if repeat == 0:
-                    results[naive].extend(scored)
+                    for i, scores in zip(chunk, scored, strict=True):
+                        results[naive][i] = scores
             turn += 1
         print(f"repeat {repeat + 1}/{repeats}: early {seconds[False]:.1f} s, naive {seconds[True]:.1f} s", flush=True)
     return seconds, results
@@ -184,6 +226,27 @@ def longest_batches(space: Any, texts: list[str], n_batches: int) -> list[str]:
     return [texts[i] for batch in batches for i in batch]
 
 
+def part_table(
+    parts: PartTimer, timing: dict[bool, float], flops: dict[str, float], layer: int, padded: int
+) -> tuple[str, float, float]:
+    """Markdown table of seconds per part and path; the speed-up the part times allow; the early path's excess."""
+    first, later, head, sae = parts.parts
+    depth_rest = round((flops["naive"] - flops["lm_head"] - flops["sae"]) / flops["block"]) - layer
+    part_flops = {first: layer * flops["block"], later: depth_rest * flops["block"], head: flops["lm_head"],
+                  sae: flops["sae"]}
+    lines = ["  | part | early exit (s) | naive (s) | naive GFLOP/s |", "  |---|---:|---:|---:|"]
+    for part in parts.parts:
+        early, naive = parts.seconds[(False, part)], parts.seconds[(True, part)]
+        rate = part_flops[part] * padded / naive / 1e9 if naive else float("nan")
+        lines.append(f"  | {part} | {early:.1f} | {naive:.1f} | {rate:.1f} |")
+    rest = {naive: timing[naive] - sum(parts.seconds[(naive, p)] for p in parts.parts) for naive in (False, True)}
+    lines.append(f"  | rest: embedding, masks, tokenizing, max and spans | {rest[False]:.1f} | {rest[True]:.1f} | |")
+    lines.append(f"  | total | {timing[False]:.1f} | {timing[True]:.1f} | |")
+    skipped = parts.seconds[(True, later)] + parts.seconds[(True, head)]
+    skipped += parts.seconds[(True, sae)] - parts.seconds[(False, sae)]
+    return "\n".join(lines), timing[True] / (timing[True] - skipped), timing[True] - skipped
+
+
 def write_section(body: str) -> None:
     """Replace (or add) this benchmark's section of bench/RESULTS.md; other sections stay as they are."""
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
@@ -200,7 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", default="default", help="'default' (shipped), an SAE directory, or 'random'.")
     parser.add_argument("--n-texts", type=int, default=300)
-    parser.add_argument("--chunk", type=int, default=30, help="Texts per alternation of the two paths.")
+    parser.add_argument("--chunk", type=int, default=0,
+                        help="Texts per alternation of the two paths (0: the batches of one score() call).")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory-batches", type=int, default=2, help="Longest batches scored by the memory runs.")
     parser.add_argument("--max-tokens", type=int, default=512)
@@ -236,7 +300,7 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     sae_note = ""
     if args.sae == "random":
         sae_dir = random_sae_dir(tmp)
-        sae_note = (" **Random TopK weights of the shipped SAE's shape** (d_in 576, d_sae 4096, k 48, block 15): "
+        sae_note = (" **Random TopK weights of the shipped SAE's shape** (d_in 576, d_sae 4096, k 64, block 15): "
                     "speed and memory do not depend on the weights, and the two paths must agree for any SAE.")
     else:
         sae_dir = str(shipped_sae_dir()) if args.sae == "default" else args.sae
@@ -244,20 +308,24 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     texts = pick_texts(args.n_texts, args.seed)
     space = load_space(sae_dir, args.max_tokens, args.token_budget)
     tokenized = space.tokenize(texts)
-    order = sorted(range(len(texts)), key=lambda i: -len(tokenized[i].input_ids))  # chunks of similar lengths
-    texts, tokenized = [texts[i] for i in order], [tokenized[i] for i in order]
     lengths = np.array([len(t.input_ids) for t in tokenized])
+    if args.chunk:  # consecutive texts of similar length
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        chunks = [order[start : start + args.chunk] for start in range(0, len(texts), args.chunk)]
+    else:
+        chunks = list(space.reader.batches(tokenized))
     n_tokens, n_scored = int(lengths.sum()), sum(len(t.content_positions) for t in tokenized)
     padded = 0  # tokens the model runs on, padding included, batched chunk by chunk as timed_runs does
-    for start in range(0, len(texts), args.chunk):
-        part = tokenized[start : start + args.chunk]
+    for chunk in chunks:
+        part = [tokenized[i] for i in chunk]
         padded += sum(len(b) * max(len(part[i].input_ids) for i in b) for b in space.reader.batches(part))
     print(f"{len(texts)} texts, {n_tokens} tokens (mean {lengths.mean():.1f}, max {lengths.max()}), {n_scored} scored, "
           f"{padded} padded; model {space.model_id}, SAE {space.sae_id}", flush=True)
     space.score(texts[:4])  # warm-up
     space.score(texts[:4], naive=True)
 
-    timing, results = timed_runs(space, texts, args.chunk, args.repeats)
+    parts = PartTimer(space)
+    timing, results = timed_runs(space, texts, chunks, args.repeats, parts)
     problems = compare(results[False], results[True])
     if problems:
         raise SystemExit("early exit and naive results differ:\n" + "\n".join(problems[:20]))
@@ -283,14 +351,16 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
                     f"| {seconds:.1f} | {mem['added_mb']:.0f} | {mem['peak_mb']:.0f} |")
     verdict = "meets" if measured >= 0.8 * ideal else "misses"
     mflops = {name: value / 1e6 for name, value in flops.items()}
+    chunking = f"{args.chunk} texts of similar length each" if args.chunk else "the batches of one score() call"
+    breakdown, achievable, shared = part_table(parts, timing, flops, layer, padded * args.repeats)
     return f"""{SECTION}
 
 `bench/feature_extraction.py`, {time.strftime("%Y-%m-%d")}, {minutes:.1f} min. Model `{model_id}` read at layer
 {layer}; SAE `{sae_id}`.{sae_note}
 {len(texts)} texts sampled (seed {args.seed}) from `data/sae_corpus/corpus.jsonl.gz`: {n_tokens:,} input tokens
 (mean {lengths.mean():.1f}, max {lengths.max()}, chat template included), {n_scored:,} scored, {padded:,} with padding
-(token budget {args.token_budget}, at most {args.max_tokens} tokens per text). Sorted by length, the texts go in
-chunks of {args.chunk}, the two paths alternating which runs first, {args.repeats} repeat(s); score cache off.
+(token budget {args.token_budget}, at most {args.max_tokens} tokens per text). The texts go in {len(chunks)} chunks
+({chunking}), the two paths alternating which runs first, {args.repeats} repeat(s); score cache off.
 CPU: {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, fp32. Load average
 {load_before[0]:.1f} before and {load_after[0]:.1f} after: when other jobs share the CPU, absolute rates drop; the
 alternation keeps the ratio fair.
@@ -303,6 +373,15 @@ alternation keeps the ratio fair.
   ({n_active:.1f} active features per text on average).
 - Measured speed-up **{measured:.2f}x**, ideal from FLOPs **{ideal:.2f}x**: ratio {measured / ideal:.2f}, {verdict}
   the target of >= 0.8 x ideal.
+- Where the time goes (forward hooks on the blocks and the LM head, a timer around the SAE encoder; the
+  model parts run on the padded tokens):
+
+{breakdown}
+
+  The naive run minus the parts early exit skips (later blocks, LM head, SAE on unscored positions) takes
+  {shared:.1f} s, {achievable:.2f}x less than the naive run: the speed-up this CPU allows, as the LM head (one
+  large matrix product) runs at more FLOP/s than the blocks. Early exit took {timing[False]:.1f} s against those
+  {shared:.1f} s ({timing[False] - shared:+.1f} s: noise plus its own overhead).
 - FLOPs per input token: decoder block {mflops["block"]:.2f} M (attention {flops["attention_share_of_block"]:.1%}
   of it at a mean causal context of {mean_context:.0f} tokens), LM head {mflops["lm_head"]:.1f} M, SAE encoder
   {mflops["sae"]:.2f} M. Naive: {config.num_hidden_layers} blocks + LM head + SAE on every position =
