@@ -14,11 +14,15 @@ from typing import Any
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a shared 2-core machine
-
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-WORDS = ["[PAD]", "[UNK]", "<s>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "you", "are", "helpful", "the", "a", "cat", "dog", "sat", "ran", "on", "mat", "red", "blue", "fast", "slow", "and", "is", "hate", "love", "kill", "kind", "people", "bad", "good", "i", "we", "they", "it", "not", "very", "stupid", "nice", "go", "home", "now", "why", "how", "what", "where"]
+torch.set_num_threads(1)  # tiny models: one thread is faster and steadier on a shared 2-core machine
+
+WORDS = (
+    "[PAD] [UNK] <s> <|im_start|> <|im_end|> system user assistant you are helpful the a cat dog "
+    "sat ran on mat red blue fast slow and is hate love kill kind people bad good i we they it not "
+    "very stupid nice go home now why how what where"
+).split()
 CHAT_TEMPLATE = (
     "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
     "{{ '<|im_start|> system you are helpful <|im_end|> ' }}{% endif %}"
@@ -74,7 +78,9 @@ def tiny_sae() -> Any:
 
 
 @pytest.fixture()
-def tiny_space(tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast, tiny_sae: Any, tmp_path: Path) -> Any:
+def tiny_space(
+    tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast, tiny_sae: Any, tmp_path: Path
+) -> Any:
     """A FeatureSpace over the tiny model and SAE, with its score cache in a fresh temporary directory."""
     from fac.tools.features import FeatureSpace
     from fac.tools.residual import LayerReader
