@@ -33,7 +33,7 @@ class Record:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+    raw = gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")  # noqa: SIM115 (caller closes)
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")  # type: ignore[arg-type]
 
 
@@ -85,8 +85,7 @@ def _hf_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     if isinstance(loaded, datasets.DatasetDict):
         split = "train" if "train" in loaded else next(iter(loaded))
         loaded = loaded[split]
-    for number, row in enumerate(loaded, 1):
-        yield number, row
+    yield from enumerate(loaded, 1)
 
 
 def _as_messages(value: Any) -> list[dict[str, str]] | None:
