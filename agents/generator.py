@@ -44,11 +44,15 @@ STRONG_SHARE = 0.5  # keep the Good span verbatim when it scores >= this share o
 _PREAMBLE = re.compile(r"^\s*(?:(?:sure|okay|ok|certainly|of course|here(?:'s| is| are))\b[^\n]*|[^\n]{0,60}:)[ \t]*\n",
                        re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-_LABEL = re.compile(r"^\s*(?:(?:the|my|a|here(?:'s| is)(?: the| a| my)?)\s+)?(?:new\s+|final\s+)?"
+_LABEL = re.compile(r"^\s*(?:(?:the|my|a|here(?:'s| is)(?: the| a| my)?)\s+)?(?:(?:new|final|good|best)\s+)?"
                     r"(?:example|text|query|user query|user|message|sample|output|tweet)\s*\d*"
                     r"(?:\s+(?:is|would be))?\s*:\s*", re.I)
 _NEXT_ITEM = re.compile(r"\n\s*\n|\n\s*(?:[-*•]|\d+[.)])\s"
-                        r"|\n\s*(?:new\s+)?(?:example|text|query|sample|note)\s*\d*\s*:", re.I)
+                        r"|\n\s*(?:new\s+)?(?:example|text|query|sample|note)\s*\d*\s*:"
+                        r"|\n\s*(?:the\s+)?(?:part that scored|last attempt|(?:good|bad|best|worst) example|score\b)", re.I)
+# The contrastive prompt's own scaffolding: a draft that still holds it copied the prompt, not wrote a sample.
+SCAFFOLD = re.compile(r"part that scored|last attempt was rejected|(?:good|bad) example|nothing in it scored"
+                      r"|\(score \d", re.I)
 _SECTION = {
     "instruction": re.compile(r"instruction\s*:\s*(?P<instruction>.+?)\s*response\s*:\s*(?P<response>.+)", re.I | re.S),
     "pair": re.compile(r"prompt\s*:\s*(?P<prompt>.+?)\s*chosen\s*:\s*(?P<chosen>.+?)\s*rejected\s*:\s*(?P<rejected>.+)",
@@ -111,7 +115,7 @@ def good_and_bad(feature: int, state: GenState, record: FeatureRecord | None,
     """The paper's contrastive pair: best draft if it fired the target (else the top anchor span), worst draft."""
     best, worst = state.best.get(feature), state.worst.get(feature)
     good = best
-    if (best is None or best.score <= cfg.accept_threshold) and record is not None and record.evidence:
+    if (best is None or best.score <= cfg.delta_accept) and record is not None and record.evidence:
         top = record.evidence[0]
         good = Verdict(text=_clip(top.sample), score=top.score, span=short_span(top.span), reason="anchor example")
     if good is None:  # no draft and no evidence: nothing to contrast

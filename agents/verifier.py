@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from fac.agents.generator import SCAFFOLD
 from fac.agents.planner import goal_reached
 from fac.graph.checkpoint import sample_id
 from fac.graph.config import RunConfig
@@ -39,6 +40,8 @@ def form_problem(text: str, cfg: RunConfig) -> str | None:
         return f"over-length: {len(text)} characters > max_chars {cfg.max_chars}"
     if "\ufffd" in text:
         return "garbled: contains undecodable characters"
+    if SCAFFOLD.search(text):
+        return "garbled: copies the prompt's scaffolding"
     chars = [c for c in text if not c.isspace()]
     letters = sum(c.isalpha() for c in chars)
     if chars and letters / len(chars) < MIN_LETTER_SHARE:
@@ -100,8 +103,8 @@ def verify(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
             score = sample_scores.score_of(j)
             hit = sample_scores.hit(j)
             span = hit.span if hit is not None and score > cfg.threshold else ""
-        if reason is None and score <= cfg.accept_threshold:
-            reason = f"target-not-activated: feature {j} scored {score:.3f} <= δ_accept {cfg.accept_threshold}"
+        if reason is None and score <= cfg.delta_accept:
+            reason = f"target-not-activated: feature {j} scored {score:.3f} <= δ_accept {cfg.delta_accept}"
         if reason is None:
             near_id, distance = deps.store.nearest([draft.text])[0]
             if near_id is not None and near_id != sid and distance < cfg.dedup_distance:

@@ -163,6 +163,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fac-bench-") as cache_dir:
         phases = ["score", "rerun", "stream", *(["naive"] if args.naive else [])]
         results = {name: run_child(name, args, cache_dir) for name in phases}
+    spaces = {json.dumps(r["space"], sort_keys=True) for r in results.values()}
+    if len(spaces) > 1:  # e.g. the SAE was replaced mid-run: the cache (rightly) misses, the numbers mean nothing
+        raise SystemExit(f"the feature space changed between phases: {sorted(spaces)}")
     score, rerun = results["score"], results["rerun"]
     summary = {"cached_speedup": round(score["seconds"] / rerun["seconds"], 1),
                "wall_s": round(time.perf_counter() - started, 1)}

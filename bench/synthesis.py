@@ -108,7 +108,7 @@ def run_open_loop(deps: Any, budget: int) -> dict[str, Any]:
                 finals.append((request.feature, parsed[0]))
         print(f"  open loop: {len(finals)} finals, {tokens:,} tokens", file=sys.stderr)
     scores = space.score([t for _, t in finals]) if finals else []
-    on_target = sum(s.score_of(j) > cfg.accept_threshold for (j, _), s in zip(finals, scores, strict=True))
+    on_target = sum(s.score_of(j) > cfg.delta_accept for (j, _), s in zip(finals, scores, strict=True))
     covered = covered_by(space, [*deps.seed, *(t for _, t in finals)], task, cfg.threshold)
     return {"fac": len(covered) / len(task), "fac_before": len(seen) / len(task), "kept": len(finals),
             "tokens": tokens, "newly_covered": len(covered) - len(seen), "finals_on_target": int(on_target)}

@@ -50,7 +50,8 @@ class RunConfig(BaseModel):
     layer: int | None = Field(None, ge=1, description="hidden_states index (default: the SAE's hook layer).")
     mode: Literal["sae", "paper"] = Field("sae", description="Activation mode of the feature space.")
     threshold: float = Field(0.0, ge=0.0, description="δ: a sample activates a feature iff its score > δ.")
-    accept_threshold: float = Field(0.0, ge=0.0, description="δ_accept: the target's score must exceed it.")
+    accept_threshold: float | None = Field(None, ge=0.0, description="δ_accept: the target's score must exceed "
+                                           "it (default: δ).")
     max_tokens: int = Field(512, gt=0, description="Token cap of the feature space; longer drafts are rejected.")
     # generator
     generator: Backend = Field("local", description="'local' (in-process chat model) or 'openai' (any endpoint).")
@@ -87,20 +88,30 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_format(cls, values: Any) -> Any:
-        if isinstance(values, dict) and values.get("output_format") is None and isinstance(values.get("task"), str):
-            task = values["task"].strip().lower().replace("-", "_")
-            return {**values, "output_format": TASK_FORMATS.get(task, "text")}
+    def _defaults(cls, values: Any) -> Any:
+        """The task's output format and δ_accept = δ, unless given."""
+        if not isinstance(values, dict):
+            return values
+        values = dict(values)
+        if values.get("output_format") is None and isinstance(values.get("task"), str):
+            values["output_format"] = TASK_FORMATS.get(values["task"].strip().lower().replace("-", "_"), "text")
+        if values.get("accept_threshold") is None:
+            values["accept_threshold"] = values.get("threshold", 0.0)
         return values
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
-        if self.accept_threshold < self.threshold:
+        if self.delta_accept < self.threshold:
             raise ValueError(f"accept_threshold δ_accept={self.accept_threshold} is below the activation threshold "
                              f"δ={self.threshold}: an accepted sample would not count as covering its feature")
         if self.generator == "openai" and self.generator_model == "default":
             raise ValueError("generator 'openai' needs generator_model: the name the endpoint serves")
         return self
+
+    @property
+    def delta_accept(self) -> float:
+        """δ_accept (set from δ when none was given)."""
+        return self.threshold if self.accept_threshold is None else self.accept_threshold
 
     @property
     def sample_format(self) -> OutputFormat:

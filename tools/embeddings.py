@@ -80,8 +80,16 @@ class SentenceEmbedder:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise ConfigError("sentence-transformers is not installed: `pip install sentence-transformers`") from None
+        from transformers.utils import logging as hf_logging
+
         logger.info("loading text embedder %s from %s", MINILM_NAME, model_dir)
-        return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        bars_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bar
+        try:
+            return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        finally:
+            if bars_on:
+                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:  # (n, dim)
         if not texts:

@@ -1,11 +1,13 @@
-"""Rebuild seed.jsonl, anchor.jsonl and background.jsonl from the Davidson et al. (2017) tweets.
+"""Rebuild seed.jsonl, seed_random.jsonl, anchor.jsonl and background.jsonl from Davidson et al. (2017).
 
 Usage (from the repository root): python examples/toxicity/make_data.py [path/to/shared/data]
 
 Only tweets outside the project's held-out 20% (corpus/heldout_ids.json) are used. Each tweet is
 cleaned as in the SAE corpus (HTML entities unescaped, whitespace collapsed, 10-1000 characters,
 >= 90% ASCII), deduplicated case-insensitively, and then drawn with a fixed seed:
-  seed.jsonl        150 offensive-or-hateful tweets (classes 0/1, natural proportions)
+  seed_random.jsonl 150 offensive-or-hateful tweets (classes 0/1, natural proportions)
+  seed.jsonl        the demo seed, deliberately narrow: the 100 shortest remaining toxic tweets that
+                    contain "hoe" (ties by row id), as a keyword search would collect them
   anchor.jsonl      1,500 other task-positive tweets: 1,000 offensive (class 1) + 500 hate (class 0)
   background.jsonl  1,500 tweets labelled "neither" (class 2)
 The three files share no tweet.
@@ -27,6 +29,7 @@ logger = logging.getLogger("make_data")
 HERE = Path(__file__).resolve().parent
 LABELS = {"0": "hate", "1": "offensive", "2": "neither"}
 SEED_SIZE, ANCHOR_OFFENSIVE, ANCHOR_HATE, BACKGROUND_SIZE = 150, 1000, 500, 1500
+NARROW_KEYWORD, NARROW_SIZE = "hoe", 100
 
 
 def clean(tweet: str) -> str | None:
@@ -55,13 +58,17 @@ def main(data: Path) -> None:
         rng.shuffle(pool)
     anchor = pools["offensive"][:ANCHOR_OFFENSIVE] + pools["hate"][:ANCHOR_HATE]
     toxic_rest = pools["offensive"][ANCHOR_OFFENSIVE:] + pools["hate"][ANCHOR_HATE:]
-    seed = rng.sample(toxic_rest, SEED_SIZE)
+    seed_random = rng.sample(toxic_rest, SEED_SIZE)
     background = pools["neither"][:BACKGROUND_SIZE]
     rng.shuffle(anchor)
-    ids = [{r["id"] for r in part} for part in (seed, anchor, background)]
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and not set().union(*ids) & {
-        f"davidson:{i}" for i in held_ids}
-    for name, rows in (("seed", seed), ("anchor", anchor), ("background", background)):
+    taken = {r["id"] for r in seed_random}
+    keyword_rows = [r for r in toxic_rest if NARROW_KEYWORD in r["text"].lower() and r["id"] not in taken]
+    seed = sorted(keyword_rows, key=lambda r: (len(r["text"]), int(r["id"].split(":")[1])))[:NARROW_SIZE]
+    ids = [{r["id"] for r in part} for part in (seed, anchor, background, seed_random)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2] or ids[3] & ids[1] or ids[3] & ids[2])
+    assert not set().union(*ids) & {f"davidson:{i}" for i in held_ids}
+    outputs = (("seed", seed), ("seed_random", seed_random), ("anchor", anchor), ("background", background))
+    for name, rows in outputs:
         with (HERE / f"{name}.jsonl").open("w", encoding="utf-8") as out:
             out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         counts = {label: sum(r["label"] == label for r in rows) for label in LABELS.values()}

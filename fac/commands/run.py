@@ -62,7 +62,7 @@ def run_command(
     features_per_round: int | None = typer.Option(None, "--features-per-round", help="Features per round [8]."),
     drafts_per_feature: int | None = typer.Option(None, "--drafts-per-feature", help="Drafts per feature and "
                                                   "round [2]."),
-    accept_threshold: float | None = typer.Option(None, "--accept-threshold", help="δ_accept for the target [0]."),
+    accept_threshold: float | None = typer.Option(None, "--accept-threshold", help="δ_accept for the target [δ]."),
     dedup_distance: float | None = typer.Option(None, "--dedup-distance", help="Near-duplicate cosine distance "
                                                 "[0.05]."),
     embedder: str | None = typer.Option(None, "--embedder", help="Duplicate-check embedder: minilm or hashing."),

@@ -34,6 +34,11 @@ def test_accept_threshold_below_the_activation_threshold_is_refused() -> None:
         make_config({**BASE, "threshold": 0.5, "accept_threshold": 0.1})
 
 
+def test_accept_threshold_defaults_to_the_activation_threshold() -> None:
+    assert RunConfig(**BASE, threshold=5.0).delta_accept == 5.0
+    assert RunConfig(**BASE, threshold=5.0, accept_threshold=6.0).delta_accept == 6.0
+
+
 def test_the_task_sets_the_output_format_unless_given() -> None:
     assert RunConfig(**BASE).output_format == "text"
     assert RunConfig(seed="s", task="helpfulness").output_format == "pair"
