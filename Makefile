@@ -20,8 +20,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The agent on the shipped toxicity demo seed: measure FAC, fill missing features, write a report.
+DEMO_BUDGET ?= 40000
 demo: install
-	$(BIN)/fac coverage examples/toxicity/seed.jsonl --task toxicity
+	@out=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/fac coverage examples/toxicity/seed.jsonl --task toxicity && \
+	$(BIN)/fac run examples/toxicity/seed.jsonl --task toxicity --out $$out --budget-tokens $(DEMO_BUDGET) && \
+	$(BIN)/fac report $$out && \
+	echo "run directory: $$out (fac trace $$out, fac export $$out --format jsonl)"
 
 test: install
 	$(BIN)/pytest -q

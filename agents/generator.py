@@ -49,7 +49,8 @@ _LABEL = re.compile(r"^\s*(?:(?:the|my|a|here(?:'s| is)(?: the| a| my)?)\s+)?(?:
                     r"(?:\s+(?:is|would be))?\s*:\s*", re.I)
 _NEXT_ITEM = re.compile(r"\n\s*\n|\n\s*(?:[-*•]|\d+[.)])\s"
                         r"|\n\s*(?:new\s+)?(?:example|text|query|sample|note)\s*\d*\s*:"
-                        r"|\n\s*(?:the\s+)?(?:part that scored|last attempt|(?:good|bad|best|worst) example|score\b)", re.I)
+                        r"|\n\s*(?:the\s+)?(?:part that scored|last attempt|(?:good|bad|best|worst) example|score\b)",
+                        re.I)
 # The contrastive prompt's own scaffolding: a draft that still holds it copied the prompt, not wrote a sample.
 SCAFFOLD = re.compile(r"part that scored|last attempt was rejected|(?:good|bad) example|nothing in it scored"
                       r"|\(score \d", re.I)

@@ -10,6 +10,7 @@ credited without being written again.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Literal
@@ -26,6 +27,11 @@ from fac.tools.features import SampleScores
 
 logger = logging.getLogger(__name__)
 
+# A standalone text that talks about "the example", "the dataset" or "the phrase" describes the prompt instead of
+# being a sample (weak generators do this often); other formats may mention examples legitimately.
+META = re.compile(r"\b(?:this|the|these|following|above|new|my) examples?\b|\bdataset\b|\bthe (?:phrase|wording)\b"
+                  r"|\bexample (?:text|tweet|sentence)\b", re.I)
+META_FORMATS = ("text", "query")
 MIN_LETTER_SHARE = 0.5  # of non-space characters
 MIN_DISTINCT_WORD_SHARE = 0.3  # of words, in drafts of >= REPEAT_MIN_WORDS words
 REPEAT_MIN_WORDS = 8
@@ -42,6 +48,8 @@ def form_problem(text: str, cfg: RunConfig) -> str | None:
         return "garbled: contains undecodable characters"
     if SCAFFOLD.search(text):
         return "garbled: copies the prompt's scaffolding"
+    if cfg.sample_format in META_FORMATS and META.search(text):
+        return "off-task: writes about the examples instead of writing one"
     chars = [c for c in text if not c.isspace()]
     letters = sum(c.isalpha() for c in chars)
     if chars and letters / len(chars) < MIN_LETTER_SHARE:

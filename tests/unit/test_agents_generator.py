@@ -42,6 +42,7 @@ def _deps(**changes: Any) -> Deps:
     ("Here's a new example:\n\n- \"you are such an idiot\" - no list\n- \"other\"", "text",
      ("you are such an idiot", {})),
     ("Example:\n1. they never listen\n\nThese examples show", "text", ("they never listen", {})),
+    ("The good example is: they never listen\nThe part that scored: \"listen\"", "text", ("they never listen", {})),
     ("Instruction: list two fruits\nResponse: apple, pear", "instruction",
      ("list two fruits\n\napple, pear", {"instruction": "list two fruits", "response": "apple, pear"})),
     ("Prompt: hi\nChosen: hello!\nRejected: go away", "pair",

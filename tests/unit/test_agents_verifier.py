@@ -30,6 +30,8 @@ def _cfg(**changes: Any) -> RunConfig:
 @pytest.mark.parametrize(("text", "kind"), [
     ("", "empty"), ("  \n", "empty"), ("#### $$$ 123 !!!", "garbled"), ("go " * 12, "garbled"),
     ("caf\ufffd bad", "garbled"), ("word " * 500, "over-length"),
+    ("you suck. The part that scored: you suck", "garbled"), ("Good example (score 5.80): you suck", "garbled"),
+    ('In this example, I used the phrase "you suck"', "off-task"),
 ])
 def test_malformed_drafts_are_named(text: str, kind: str) -> None:
     problem = form_problem(text, _cfg())
@@ -38,6 +40,8 @@ def test_malformed_drafts_are_named(text: str, kind: str) -> None:
 
 def test_a_normal_sentence_is_well_formed() -> None:
     assert form_problem("why do they hate people like us?", _cfg()) is None
+    assert form_problem("give an example of a prime number", _cfg()) is None
+    assert form_problem("Instruction: use the dataset\n\nResponse: ok", _cfg(output_format="instruction")) is None
 
 
 def _deps(space: Any, tmp: Path, cfg: RunConfig, task: list[int]) -> Deps:
