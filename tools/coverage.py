@@ -21,6 +21,7 @@ import numpy as np
 from fac.tools.diversity import LengthStats, Reservoir, mean_pairwise_cosine_distance, text_baselines
 from fac.tools.embeddings import Embedder
 from fac.tools.errors import ConfigError, InputError
+from fac.tools.evidence import chunked
 
 if TYPE_CHECKING:
     from fac.tools.catalog import Catalog
@@ -146,12 +147,6 @@ class _TopSpans:
         return [SeedSpan(round(score, 4), span, sample) for score, _, span, sample in entries]
 
 
-def _chunks(samples: Iterable[Sample], size: int) -> Iterable[list[Sample]]:
-    iterator = iter(samples)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 def measure_coverage(
     space: FeatureSpace,
     samples: Iterable[Sample],
@@ -209,7 +204,7 @@ def measure_coverage(
     length_all, length_task = LengthStats(), LengthStats()
     n_samples = n_truncated = 0
     started = time.perf_counter()
-    for chunk in _chunks(samples, chunk_size):
+    for chunk in chunked(samples, chunk_size):
         for scores in space.score(chunk, on_batch=on_batch):
             active = scores.active(threshold)
             active_any[active] = True
