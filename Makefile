@@ -1,6 +1,6 @@
 # Set-up on a fresh machine is one of the two targets below; each installs what it needs first.
 #   make demo   -- the main job on the embedded default (SmolLM2-135M-Instruct + the shipped SAE)
-#   make test   -- the offline unit tests
+#   make test   -- the offline tests: unit tests, then the real-process kill -9/resume test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -31,6 +31,7 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m process
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/mypy

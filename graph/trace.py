@@ -335,7 +335,8 @@ class TraceStore:
         rows = self._query("SELECT * FROM steps WHERE id = ?", step_id)
         return TraceStep(**_row(rows[0], ["targets", "inputs", "outputs", "coverage"])) if rows else None
 
-    def calls(self, *, step: int | None = None, feature: int | None = None) -> list[TraceCall]:
+    def _select(self, source: str, step: int | None, feature: int | None) -> list[sqlite3.Row]:
+        """Rows of `source` (a table or a parenthesised query) in id order, of one step and/or feature if given."""
         where, params = [], []
         if step is not None:
             where.append("step = ?")
@@ -343,8 +344,11 @@ class TraceStore:
         if feature is not None:
             where.append("feature = ?")
             params.append(feature)
-        sql = f"SELECT * FROM ({_CALLS}) {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
-        return [TraceCall(**_row(r, ["params", "prompt"])) for r in self._query(sql, *params)]
+        sql = f"SELECT * FROM {source} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
+        return self._query(sql, *params)
+
+    def calls(self, *, step: int | None = None, feature: int | None = None) -> list[TraceCall]:
+        return [TraceCall(**_row(r, ["params", "prompt"])) for r in self._select(f"({_CALLS})", step, feature)]
 
     def call(self, call_id: int) -> TraceCall | None:
         rows = self._query(f"SELECT * FROM ({_CALLS}) WHERE id = ?", call_id)
@@ -352,15 +356,7 @@ class TraceStore:
 
     def verdicts(self, *, step: int | None = None, feature: int | None = None) -> list[TraceVerdict]:
         """Verdicts in order; with `feature`, those targeting it."""
-        where, params = [], []
-        if step is not None:
-            where.append("step = ?")
-            params.append(step)
-        if feature is not None:
-            where.append("feature = ?")
-            params.append(feature)
-        sql = f"SELECT * FROM verdicts {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY id"
-        return [TraceVerdict(**_row(r, ["credited"])) for r in self._query(sql, *params)]
+        return [TraceVerdict(**_row(r, ["credited"])) for r in self._select("verdicts", step, feature)]
 
 
 def open_trace(run_dir: Path) -> TraceStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
@@ -60,6 +61,21 @@ def make_sae(d_in: int = 32, d_sae: int = 128, k: int = 8, layer: int = TINY_LAY
         sae.W_enc.normal_(0, 1.0)
         sae.b_enc.zero_()
     return sae
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
+            monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """Run `fac argv` in-process; returns (exit code, stdout, stderr)."""
+    from fac.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["fac", *argv])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture(scope="session")

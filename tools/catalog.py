@@ -7,6 +7,7 @@ the feature space that built it; using it with another model/layer/SAE/mode is r
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from fac.tools.errors import ConfigError, InputError
 Decision = Literal["Yes", "Probably", "Maybe", "No"]
 Method = Literal["contrast", "judge"]
 SPACE_FIELDS = ("model", "layer", "sae", "mode")
+
+logger = logging.getLogger(__name__)
 
 
 class FeatureEvidence(BaseModel):
@@ -64,12 +67,20 @@ class Catalog(BaseModel):
         raise KeyError(feature)
 
     def check_space(self, described: dict[str, Any]) -> None:
-        """Refuse a catalog built in another feature space, naming what differs."""
+        """Refuse a catalog built in another feature space, naming what differs; warn if only δ differs.
+
+        δ does not change the features, only which count as active, so another δ is allowed (sweeping δ
+        is normal) but said: the catalog's relevance decisions were made at its own δ.
+        """
         differ = [f"{k}: catalog {self.space.get(k)!r} vs now {described.get(k)!r}"
                   for k in SPACE_FIELDS if self.space.get(k) != described.get(k)]
         if differ:
             raise ConfigError(f"catalog for task {self.task!r} was built in another feature space ({'; '.join(differ)})"
                               "; rebuild it with `fac catalog build`")
+        built_at, now = self.space.get("threshold"), described.get("threshold")
+        if built_at is not None and now is not None and float(built_at) != float(now):
+            logger.warning("catalog for task %r was built at threshold δ=%g, measuring at δ=%g: its relevance "
+                           "decisions used δ=%g (rebuild it at this δ to match)", self.task, built_at, now, built_at)
 
     def save_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,12 @@
 
 Per feature: (a) the chat model explains the feature from its top spans, or says "Cannot Tell";
 (b) it verifies the explanation against the spans; (c) it judges relevance to a task guideline.
-Judges end with `Final Decision: [[Yes/Probably/Maybe/No]]`. A feature is relevant iff (b) and (c)
-are Yes/Probably/Maybe and neither the explanation nor the relevance analysis says "cannot tell".
-Verification and relevance are skipped once the outcome is settled (relevant False, reason kept).
+Judges end with `Final Decision: [[Yes/Probably/Maybe/No]]`. A reply without one gets one follow-up
+turn asking for the decision alone (a model with `choose`, like the local one, scores the four words
+instead of generating); when that still gives none, the decision is No and the reply is kept as the
+reason. A feature is relevant iff (b) and (c) are Yes/Probably/Maybe and neither the explanation nor
+the relevance analysis says "cannot tell". Verification and relevance are skipped once the outcome
+is settled (relevant False, reason kept).
 
 Every call goes through JudgeCache, keyed by the judge model name and the full rendered messages
 (templates, guideline and spans included), so the same inputs are never asked twice and an
@@ -25,11 +28,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import get_args
+from typing import Protocol, get_args, runtime_checkable
 
 from langchain_core.exceptions import ModelError
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from fac.prompts import render
 from fac.tools.catalog import Decision, FeatureEvidence, FeatureRecord
@@ -44,12 +47,21 @@ CANNOT_TELL = "cannot tell"
 MAX_REASON_CHARS = 2000
 MAX_EXPLANATION_CHARS = 500
 REJECTIONS_BEFORE_ABORT = 3  # rejected requests with no success at all: the set-up is wrong, not the spans
+FOLLOW_UP_MAX_TOKENS = 8  # the decision follow-up wants one word
+FOLLOW_UP_MARK = "Final Decision (asked again):"
 
 _WORD = r"(yes|probably|maybe|no)"
 _BRACKETED = re.compile(r"\[\[\s*[*_`'\"]*\s*" + _WORD + r"\s*[*_`'\".!]*\s*\]\]", re.IGNORECASE)
 _AFTER_LABEL = re.compile(r"decision\W{0,12}?(?:is\W{0,6})?\b" + _WORD + r"\b(?!\s*[/|])", re.IGNORECASE)
 _BARE = re.compile(r"^[\W_]*" + _WORD + r"[\W_]*$", re.IGNORECASE)
 _LABEL = re.compile(r"^\W*(?:feature\s+)?(?:explanation|description|answer|summary)\s*[:\-–]\s*", re.IGNORECASE)
+
+
+@runtime_checkable
+class ChoiceModel(Protocol):
+    """A chat model that can score a closed set of replies (fac.tools.local_chat.LocalChatModel)."""
+
+    def choose(self, messages: Sequence[BaseMessage], choices: Sequence[str]) -> AIMessage: ...
 
 
 @dataclass(frozen=True)
@@ -210,8 +222,23 @@ class _Judge:
     stats: JudgeStats
 
     def ask(self, step: str, system_vars: dict[str, str], user_vars: dict[str, object]) -> str:
+        """The reply to one judge step; for verify/relevance it ends with a decision whenever one can be had."""
         messages: list[BaseMessage] = [SystemMessage(render(f"judge.{step}.system", **system_vars)),
                                        HumanMessage(render(f"judge.{step}.user", **user_vars))]
+        text = self._call(step, messages, lambda: self.chat.invoke(messages))
+        if step == "explain" or parse_decision(text) is not None:
+            return text
+        follow_up = [*messages, AIMessage(text), HumanMessage(render("judge.decision.user"))]
+        if isinstance(self.chat, ChoiceModel):
+            chooser = self.chat
+            word = self._call(f"{step} decision", follow_up, lambda: chooser.choose(follow_up, DECISIONS))
+        else:
+            word = self._call(f"{step} decision", follow_up,
+                              lambda: self.chat.invoke(follow_up, max_tokens=FOLLOW_UP_MAX_TOKENS))
+        decision = parse_decision(word)
+        return f"{text}\n{FOLLOW_UP_MARK} [[{decision}]]" if decision is not None else text
+
+    def _call(self, step: str, messages: list[BaseMessage], call: Callable[[], BaseMessage]) -> str:
         key = JudgeCache.key(self.model_name, messages)
         hit = self.cache.get(key)
         if hit is not None:
@@ -219,7 +246,7 @@ class _Judge:
             return hit.text
         logger.debug("judge %s prompt:\n%s", step, messages[-1].text)
         try:
-            reply = self.chat.invoke(messages)
+            reply = call()
         except ModelError as err:
             if is_rejection(err):
                 raise _Rejected(first_line(err)) from err

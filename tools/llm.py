@@ -15,7 +15,9 @@ import logging
 import os
 import re
 from collections.abc import Iterable
+from functools import cache
 from ipaddress import ip_address
+from typing import Any
 from urllib.parse import urlparse
 
 from langchain_core.exceptions import (
@@ -90,7 +92,8 @@ def openai_chat(
         key = LOCAL_API_KEY
     logger.debug("chat model %s at %s (key from %s)", model, effective_url or "api.openai.com",
                  api_key_env if key != LOCAL_API_KEY else "placeholder")
-    return ChatOpenAI(
+    is_openai = effective_url is None or urlparse(effective_url).hostname == "api.openai.com"
+    return (ChatOpenAI if is_openai else _endpoint_chat_class())(
         model=model,
         base_url=base_url,
         api_key=SecretStr(key),
@@ -100,6 +103,26 @@ def openai_chat(
         max_retries=max_retries,
         seed=seed,
     )
+
+
+@cache
+def _endpoint_chat_class() -> type[BaseChatModel]:
+    """ChatOpenAI that also sends the legacy `max_tokens` beside `max_completion_tokens`.
+
+    langchain-openai sends only `max_completion_tokens`; llama-cpp-python's server ignores it and
+    generated up to its context limit (3,801 tokens for one judge call, measured). vLLM and OpenAI
+    read either; the same value is sent in both, so per-call overrides keep working.
+    """
+    from langchain_openai import ChatOpenAI
+
+    class EndpointChatOpenAI(ChatOpenAI):
+        def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+            payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if payload.get("max_completion_tokens") is not None:
+                payload["max_tokens"] = payload["max_completion_tokens"]
+            return payload
+
+    return EndpointChatOpenAI
 
 
 def chat_name(chat: BaseChatModel) -> str:

@@ -2,7 +2,8 @@
 
 It applies the tokenizer's chat template, generates greedily at temperature 0 (else samples with
 temperature/top_p), and reports token usage like an OpenAI endpoint. A lock serialises `generate`,
-so langchain's thread-pool `batch` is safe; calls run one at a time.
+so langchain's thread-pool `batch` is safe; calls run one at a time. `choose` scores a closed set of
+replies instead of generating (how the judge gets a decision out of a small model that rambles).
 """
 
 from __future__ import annotations
@@ -93,6 +94,35 @@ class LocalChatModel(BaseChatModel):
             text = self.tokenizer.apply_chat_template([merged, *rest], tokenize=False, add_generation_prompt=True)
         ids: torch.Tensor = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         return ids
+
+    def choose(self, messages: Sequence[BaseMessage], choices: Sequence[str]) -> AIMessage:
+        """The most likely of `choices` as the whole assistant reply to `messages`, scored, not sampled.
+
+        Each choice is scored by the summed log-probability of its tokens after the chat template's
+        generation prompt; `response_metadata["logprobs"]` holds every choice's score.
+        """
+        if not choices or any(not c.strip() for c in choices):
+            raise ConfigError(f"choose needs non-empty choices, got {list(choices)!r}")
+        prompt = self._prompt_ids(messages)[0]
+        device = self.model.device
+        scores: dict[str, float] = {}
+        lengths: dict[str, int] = {}
+        with self._lock, torch.no_grad():
+            for choice in choices:
+                ids = torch.tensor(self.tokenizer(choice, add_special_tokens=False)["input_ids"], dtype=torch.long)
+                full = torch.cat([prompt, ids]).unsqueeze(0).to(device)
+                logits = self.model(input_ids=full, logits_to_keep=len(ids) + 1).logits[0, :-1]  # (n_choice, vocab)
+                logprobs = logits.float().log_softmax(-1).gather(1, ids.to(device)[:, None])
+                scores[choice], lengths[choice] = float(logprobs.sum()), len(ids)
+        best = max(choices, key=lambda c: scores[c])
+        n_in = int(prompt.shape[0])
+        logger.debug("local choice %s: %s", self.model_id, scores)
+        return AIMessage(
+            content=best,
+            usage_metadata=UsageMetadata(input_tokens=n_in, output_tokens=lengths[best],
+                                         total_tokens=n_in + lengths[best]),
+            response_metadata={"model_name": self.model_id, "finish_reason": "stop", "logprobs": scores},
+        )
 
     def _generate(
         self,

@@ -2,9 +2,8 @@
 
 Built-in tasks follow the paper (toxicity, helpfulness, instruction following, sycophancy, survival
 instinct). Only toxicity ships corpora: an anchor of task-positive text and a background of benign
-text from the same source, found in the package assets (`fac/assets/tasks/<name>/`) or, for a
-source checkout installed editable, in the repository's `examples/<name>/`. A guideline file makes a
-custom task; its corpora come from the command line.
+text from the same source, with its prebuilt catalog, in the package assets (`fac/assets/tasks/<name>/`).
+A guideline file makes a custom task; its corpora come from the command line.
 """
 
 from __future__ import annotations
@@ -91,9 +90,9 @@ class TaskSpec:
 
 
 def _display(path: Path) -> str:
-    """A path relative to the working directory (or the repository) when it lies inside, else as given."""
+    """A path relative to the working directory (or, if shipped, to the `fac` package's parent), else as given."""
     resolved = path.resolve()
-    for root in (Path.cwd(), repo_examples_dir().parent):
+    for root in (Path.cwd(), Path(str(resources.files("fac"))).parent):
         if resolved.is_relative_to(root.resolve()):
             return str(resolved.relative_to(root.resolve()))
     return str(path)
@@ -107,18 +106,10 @@ def normalise_name(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def repo_examples_dir() -> Path:
-    """`examples/` of the source checkout this module lives in (editable installs)."""
-    return Path(__file__).resolve().parents[1] / "examples"
-
-
 def task_data_dir(name: str) -> Path | None:
-    """Where the shipped corpora of a built-in task lie: package assets first, then the checkout's examples/."""
+    """Where the shipped corpora of a built-in task lie (package assets `fac/assets/tasks/<name>/`), if any."""
     packaged = Path(str(resources.files("fac") / "assets" / "tasks" / name))
-    for candidate in (packaged, repo_examples_dir() / name):
-        if (candidate / ANCHOR_FILE).is_file():
-            return candidate
-    return None
+    return packaged if (packaged / ANCHOR_FILE).is_file() else None
 
 
 def _builtin_guideline(name: str) -> str:

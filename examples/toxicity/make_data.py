@@ -1,4 +1,5 @@
-"""Rebuild seed.jsonl, seed_random.jsonl, anchor.jsonl and background.jsonl from Davidson et al. (2017).
+"""Rebuild seed.jsonl, seed_random.jsonl (here) and the task's anchor.jsonl and background.jsonl (in
+fac/assets/tasks/toxicity/, shipped in the package) from Davidson et al. (2017).
 
 Usage (from the repository root): python examples/toxicity/make_data.py [path/to/shared/data]
 
@@ -27,6 +28,7 @@ from pathlib import Path
 logger = logging.getLogger("make_data")
 
 HERE = Path(__file__).resolve().parent
+TASK_ASSETS = HERE.parents[1] / "fac" / "assets" / "tasks" / "toxicity"
 LABELS = {"0": "hate", "1": "offensive", "2": "neither"}
 SEED_SIZE, ANCHOR_OFFENSIVE, ANCHOR_HATE, BACKGROUND_SIZE = 150, 1000, 500, 1500
 NARROW_KEYWORD, NARROW_SIZE = "hoe", 100
@@ -67,9 +69,10 @@ def main(data: Path) -> None:
     ids = [{r["id"] for r in part} for part in (seed, anchor, background, seed_random)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2] or ids[3] & ids[1] or ids[3] & ids[2])
     assert not set().union(*ids) & {f"davidson:{i}" for i in held_ids}
-    outputs = (("seed", seed), ("seed_random", seed_random), ("anchor", anchor), ("background", background))
-    for name, rows in outputs:
-        with (HERE / f"{name}.jsonl").open("w", encoding="utf-8") as out:
+    outputs = (("seed", seed, HERE), ("seed_random", seed_random, HERE), ("anchor", anchor, TASK_ASSETS),
+               ("background", background, TASK_ASSETS))
+    for name, rows, folder in outputs:
+        with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as out:
             out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         counts = {label: sum(r["label"] == label for r in rows) for label in LABELS.values()}
         logger.info("%s.jsonl: %d tweets %s", name, len(rows), counts)

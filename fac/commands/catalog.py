@@ -137,7 +137,7 @@ def build(
     if parquet is not None:
         catalog.save_parquet(parquet)
         where.append(str(parquet))
-    _print_table(catalog, top=20, show_all=False)
+    _print_table(catalog, top=20, show_all=catalog.method == "judge")  # a judged feature is worth seeing either way
     console.print(f"catalog of {catalog.task}: {len(catalog.task_features())} task-relevant features of "
                   f"{len(catalog.records)} recorded ({catalog.method}); saved to {', '.join(where) or 'nowhere'}",
                   highlight=False)
@@ -188,7 +188,12 @@ def _resolve(task: str | None, catalog: Path | None, guideline: Path | None, ope
     raise InputError(f"no catalog for task {spec.name!r} yet; build one with `fac catalog build --task {spec.name}`")
 
 
-_DEFAULT_SPACE = opt.SpaceOptions("default", "default", None, "sae", 0.0, None, "auto", 512, False)
+def _lookup_space(model: str, sae: str, layer: int | None, mode: str, max_tokens: int) -> opt.SpaceOptions:
+    """The space a stored catalog is looked up in: threshold, device, dtype and cache left at their defaults."""
+    return opt.SpaceOptions(model, sae, layer, mode, 0.0, None, "auto", max_tokens, False)
+
+
+_DEFAULT_SPACE = _lookup_space("default", "default", None, "sae", 512)
 
 
 def _row_stats(rec: FeatureRecord) -> str:
@@ -263,7 +268,7 @@ def show(
 ) -> None:
     """Show a task's catalog: its task-relevant features, their rates, statistics and evidence."""
     setup_logging(verbose)
-    space_options = opt.SpaceOptions(model, sae, layer, mode, 0.0, None, "auto", max_tokens, False)
+    space_options = _lookup_space(model, sae, layer, mode, max_tokens)
     found = _resolve(task, catalog, guideline, lambda: _store(chroma_dir, chroma_host, chroma_port), space_options)
     if as_json:
         sys.stdout.write(found.model_dump_json(indent=1) + "\n")
@@ -317,7 +322,7 @@ def export(
     setup_logging(verbose)
     if out is None and parquet is None:
         raise InputError("nothing to write: give --out FILE.json and/or --parquet FILE.parquet")
-    space_options = opt.SpaceOptions(model, sae, layer, mode, 0.0, None, "auto", max_tokens, False)
+    space_options = _lookup_space(model, sae, layer, mode, max_tokens)
     found = _resolve(task, catalog, guideline, lambda: _store(chroma_dir, chroma_host, chroma_port), space_options)
     if out is not None:
         found.save_json(out)

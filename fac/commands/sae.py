@@ -10,15 +10,24 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import typer
 
+from fac.commands import options as opt
 from fac.console import console, progress, setup_logging
 from fac.tools.datasets import read_samples
 from fac.tools.errors import ConfigError, InputError
 
 sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_help=True)
+
+TEXT_FIELD = typer.Option(None, help="Field holding the text (default: detected).")
+HELDOUT_FRACTION = typer.Option(0.03, help="Share of texts held out for the quality report.")
+MAX_TEXTS = typer.Option(None, help="Use only the first N texts of the corpus.")
+MAX_TOKENS = typer.Option(512, help="Token cap per text (longer texts are truncated and counted).")
+FP16 = typer.Option(True, help="Store weights as float16 (half the size).")
+SEED = typer.Option(0)
 
 
 def _cache_root() -> Path:
@@ -83,7 +92,7 @@ def train(
     out: Path = typer.Option(..., help="Directory to write the SAE (sae-lens disk format) and quality.json."),
     model: str = typer.Option("default", help="'default' (embedded SmolLM2-135M-Instruct), hub id, dir or .gguf."),
     layer: int = typer.Option(15, help="hidden_states index: the output of decoder block LAYER."),
-    text_field: str | None = typer.Option(None, help="Field holding the text (default: detected)."),
+    text_field: str | None = TEXT_FIELD,
     d_sae: int = typer.Option(4096, help="Number of SAE latents."),
     k: int = typer.Option(48, help="TopK: active latents per token (the L0)."),
     epochs: float = typer.Option(4.0, help="Passes over the corpus activations."),
@@ -92,17 +101,17 @@ def train(
     dead_window: int = typer.Option(50, help="Steps without firing before a latent counts as dead (aux loss)."),
     refit: bool = typer.Option(True, "--refit-decoder/--no-refit-decoder",
                                help="Least-squares refit of the decoder after training (encoder unchanged)."),
-    heldout_fraction: float = typer.Option(0.03, help="Share of texts held out for the quality report."),
-    max_texts: int | None = typer.Option(None, help="Use only the first N texts of the corpus."),
-    max_tokens: int = typer.Option(512, help="Token cap per text (longer texts are truncated and counted)."),
-    fp16: bool = typer.Option(True, help="Store weights as float16 (half the size)."),
-    seed: int = typer.Option(0),
-    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
-    verbose: int = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG."),
+    heldout_fraction: float = HELDOUT_FRACTION,
+    max_texts: int | None = MAX_TEXTS,
+    max_tokens: int = MAX_TOKENS,
+    fp16: bool = FP16,
+    seed: int = SEED,
+    device: str | None = opt.DEVICE,
+    verbose: int = opt.VERBOSE,
 ) -> None:
     """Train a TopK SAE on the residual stream after block LAYER and report its held-out quality."""
     setup_logging(verbose)
-    from fac.tools.sae_training import SAETrainingConfig, refit_decoder, save_sae, train_sae
+    from fac.tools.sae_training import SAETrainingConfig, refit_decoder, train_sae
 
     _check_out(out)
     cfg = SAETrainingConfig(
@@ -121,8 +130,7 @@ def train(
     if refit:
         sae = refit_decoder(sae, data.train)
     trained = time.time()
-    out.mkdir(parents=True, exist_ok=True)
-    save_sae(sae, out, fp16=fp16)
+    _save(sae, out, fp16)
     _report(out, data, {
         "command": "fac " + shlex.join(sys.argv[1:]),
         "corpus": _corpus_record(corpus, data),
@@ -141,19 +149,19 @@ def refit_command(
     corpus: Path = typer.Option(..., help="The corpus to refit the decoder on (the training corpus)."),
     out: Path = typer.Option(..., help="Directory to write the refitted SAE and its quality.json."),
     model: str = typer.Option("default", help="The model the SAE reads."),
-    text_field: str | None = typer.Option(None, help="Field holding the text (default: detected)."),
+    text_field: str | None = TEXT_FIELD,
     ridge: float = typer.Option(1e-3, help="Ridge strength towards the current decoder (relative)."),
-    heldout_fraction: float = typer.Option(0.03, help="Share of texts held out for the quality report."),
-    max_texts: int | None = typer.Option(None, help="Use only the first N texts of the corpus."),
-    max_tokens: int = typer.Option(512, help="Token cap per text."),
-    fp16: bool = typer.Option(True, help="Store weights as float16."),
-    seed: int = typer.Option(0),
-    device: str | None = typer.Option(None, help="cuda or cpu (default: cuda when available)."),
-    verbose: int = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG."),
+    heldout_fraction: float = HELDOUT_FRACTION,
+    max_texts: int | None = MAX_TEXTS,
+    max_tokens: int = MAX_TOKENS,
+    fp16: bool = FP16,
+    seed: int = SEED,
+    device: str | None = opt.DEVICE,
+    verbose: int = opt.VERBOSE,
 ) -> None:
     """Refit an SAE's decoder by least squares on a corpus; the encoder, and so every feature, is unchanged."""
     setup_logging(verbose)
-    from fac.tools.sae_training import QUALITY_FILE, evaluate_sae, refit_decoder, save_sae
+    from fac.tools.sae_training import QUALITY_FILE, evaluate_sae, refit_decoder
     from fac.tools.saes import load_sae, sae_hook_layer
 
     _check_out(out)
@@ -165,8 +173,7 @@ def refit_command(
     data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device)
     before = evaluate_sae(loaded, data.held, n_texts=data.n_held)
     refit_decoder(loaded, data.train, ridge=ridge)
-    out.mkdir(parents=True, exist_ok=True)
-    save_sae(loaded, out, fp16=fp16)
+    _save(loaded, out, fp16)
     source = sae / QUALITY_FILE
     provenance = json.loads(source.read_text()) if source.is_file() else {}
     provenance.pop("quality", None)
@@ -175,6 +182,14 @@ def refit_command(
         "refit": {"command": "fac " + shlex.join(sys.argv[1:]), "ridge": ridge, "corpus": _corpus_record(corpus, data),
                   "quality_before": asdict(before), "seconds": round(time.time() - started, 1)},
     })
+
+
+def _save(sae: Any, out: Path, fp16: bool) -> None:
+    """Write the SAE into `out` (created if missing) in sae-lens disk format."""
+    from fac.tools.sae_training import save_sae
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_sae(sae, out, fp16=fp16)
 
 
 def _report(out: Path, data: _Activations, provenance: dict[str, object]) -> None:

@@ -196,6 +196,18 @@ def test_a_catalog_file_from_another_space_is_refused_naming_what_differs(tiny_s
         load_or_build_catalog(tiny_space, "helpfulness", tmp_path / "c.json")
 
 
+def test_a_catalog_built_at_another_threshold_is_used_with_a_warning(tiny_space: Any, task: TaskSpec, tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    catalog = build_catalog(tiny_space, task)
+    catalog.save_json(tmp_path / "c.json")
+    with caplog.at_level("WARNING"):
+        assert load_or_build_catalog(tiny_space, "toxicity", tmp_path / "c.json") == catalog
+    assert not caplog.records  # same δ: silent
+    loaded = load_or_build_catalog(replace(tiny_space, threshold=0.5), "toxicity", tmp_path / "c.json")
+    assert loaded == catalog
+    assert "built at threshold δ=0, measuring at δ=0.5" in caplog.text
+
+
 def test_an_unknown_task_lists_the_known_ones(tiny_space: Any) -> None:
     with pytest.raises(InputError, match="known tasks: helpfulness, instruction_following"):
         load_or_build_catalog(tiny_space, "toxic-ish")

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
-from fac.cli import main
 from fac.commands import coverage as coverage_command
 from fac.commands.options import SpaceOptions
 from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
@@ -50,21 +49,10 @@ def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
             "model": catalog}
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["fac", *argv])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_json_report_has_fac_and_feature_lists(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = run(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
-                        "--json", "--embedder", "hashing"], capsys, monkeypatch)
+    code, out, _ = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
+                            "--json", "--embedder", "hashing"], capsys, monkeypatch)
     assert code == 0
     report = json.loads(out)
     assert report["fac"] == pytest.approx(3 / 5) and report["n_task_features"] == 5
@@ -79,8 +67,8 @@ def test_json_report_has_fac_and_feature_lists(setup: dict[str, Any], capsys: py
 def test_rich_report_shows_the_formula_and_the_missing_features(setup: dict[str, Any],
                                                                capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = run(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
-                        "--embedder", "none", "--top-missing", "1"], capsys, monkeypatch)
+    code, out, _ = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
+                            "--embedder", "none", "--top-missing", "1"], capsys, monkeypatch)
     assert code == 0
     assert "FAC 0.600" in out and "3 / 5" in out and "missing 2" in out
     last_missing = setup["miss"][-1]  # highest anchor activation rate: listed first, the only one shown
@@ -101,8 +89,8 @@ def test_strict_mode_uses_the_judge_on_seed_spans(setup: dict[str, Any], capsys:
         return check
 
     monkeypatch.setattr(coverage_command, "_judge_check", fake_judge)
-    code, out, _ = run(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
-                        "--json", "--embedder", "none", "--strict", "--judge-model", "fake"], capsys, monkeypatch)
+    code, out, _ = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
+                            "--json", "--embedder", "none", "--strict", "--judge-model", "fake"], capsys, monkeypatch)
     assert code == 0
     report = json.loads(out)
     assert sorted(judged) == setup["hit"] and report["rejected"] == [setup["hit"][0]]
@@ -146,7 +134,7 @@ def test_bad_input_is_one_line_and_exit_code_2(case: str, expected: str, setup: 
     }[case]
     if case == "other_space":
         setup["model"].model_copy(update={"space": {**setup["model"].space, "layer": 7}}).save_json(tmp / "other.json")
-    code, out, err = run(["coverage", *args, "--embedder", "none"], capsys, monkeypatch)
+    code, out, err = run_cli(["coverage", *args, "--embedder", "none"], capsys, monkeypatch)
     assert code == 2
     assert err.strip().startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert expected in err and "Traceback" not in err and out == ""
@@ -161,8 +149,8 @@ def test_without_catalog_flag_the_task_catalog_stored_in_chroma_is_used(setup: d
 
     chroma = setup["tmp"] / "chroma"
     CatalogStore(chroma_client(chroma), HashingEmbedder()).save(setup["model"], setup["space"].key)
-    code, out, _ = run(["coverage", str(setup["seed"]), "--task", "toxicity", "--chroma-dir", str(chroma),
-                        "--json", "--embedder", "none"], capsys, monkeypatch)
+    code, out, _ = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--chroma-dir", str(chroma),
+                            "--json", "--embedder", "none"], capsys, monkeypatch)
     assert code == 0
     report = json.loads(out)
     assert report["missing"] == setup["miss"] and report["fac"] == pytest.approx(3 / 5)

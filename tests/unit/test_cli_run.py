@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_cli
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from fac.cli import main
 from fac.graph import runner
 from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.features import FeatureSpace
@@ -37,17 +36,6 @@ class Replies(BaseChatModel):
         self.calls += 1
         usage = {"input_tokens": 50, "output_tokens": 10, "total_tokens": 60}
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply, usage_metadata=usage))])
-
-
-def fac(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["fac", *argv])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture()
@@ -76,7 +64,7 @@ def _new_run(setup: dict[str, Any], *extra: str) -> list[str]:
 
 def test_run_fills_the_missing_feature_then_export_writes_data_and_card(
         setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, err = fac(_new_run(setup), capsys, monkeypatch)
+    code, out, err = run_cli(_new_run(setup), capsys, monkeypatch)
     assert code == 0, err
     assert "FAC 0.750 -> 1.000" in out and "1 accepted samples" in out and "stop: goal" in out
     run_dir = setup["out"]
@@ -85,7 +73,7 @@ def test_run_fills_the_missing_feature_then_export_writes_data_and_card(
     status = json.loads((run_dir / "run.json").read_text())
     assert status["stop_reason"] == "goal" and status["fac_now"] == 1.0 and (run_dir / "run.log").is_file()
 
-    code, out, _ = fac(["export", str(run_dir), "--format", "parquet"], capsys, monkeypatch)
+    code, out, _ = run_cli(["export", str(run_dir), "--format", "parquet"], capsys, monkeypatch)
     assert code == 0 and "1 samples" in out
     table = pq.read_table(run_dir / "export" / "data.parquet").to_pylist()
     assert table[0]["text"] == HIT and table[0]["target_feature"] == setup["target"]
@@ -94,24 +82,24 @@ def test_run_fills_the_missing_feature_then_export_writes_data_and_card(
     assert '"goal_fac": 1.0' in card
 
     calls = setup["chat"].calls
-    code, out, _ = fac(["run", "--resume", str(run_dir)], capsys, monkeypatch)
+    code, out, _ = run_cli(["run", "--resume", str(run_dir)], capsys, monkeypatch)
     assert code == 0 and "stop: goal" in out and setup["chat"].calls == calls  # nothing left to do
 
 
 def test_a_run_directory_with_another_config_is_refused_with_the_differing_fields(
         setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    assert fac(_new_run(setup), capsys, monkeypatch)[0] == 0
-    code, _, err = fac(_new_run(setup, "--temperature", "0.3"), capsys, monkeypatch)
+    assert run_cli(_new_run(setup), capsys, monkeypatch)[0] == 0
+    code, _, err = run_cli(_new_run(setup, "--temperature", "0.3"), capsys, monkeypatch)
     assert code == 2 and "temperature: 0.8 -> 0.3" in err and len(err.strip().splitlines()) <= 3
 
 
 def test_resume_of_a_missing_run_is_a_one_line_error_with_exit_code_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = fac(["run", "--resume", str(tmp_path / "nope")], capsys, monkeypatch)
+    code, _, err = run_cli(["run", "--resume", str(tmp_path / "nope")], capsys, monkeypatch)
     assert code == 2 and "no run to resume" in err and "Traceback" not in err
 
 
 def test_export_of_a_directory_that_is_not_a_run_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = fac(["export", str(tmp_path), "--format", "jsonl"], capsys, monkeypatch)
+    code, _, err = run_cli(["export", str(tmp_path), "--format", "jsonl"], capsys, monkeypatch)
     assert code == 2 and "not a fac run directory" in err

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 from trace_world import HIT, MISS, Demo, tiny_space
-
-from fac.cli import main
 
 MARKUP = "[bold]not markup[/] [/nope]"  # rich markup in model output must print as text
 
@@ -24,26 +22,20 @@ def run_dir(tiny_lm: Any, tiny_tokenizer: Any, tiny_sae: Any, tmp_path_factory: 
     return paths.root
 
 
-def fac(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["fac", *argv])
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich tables 200 columns wide, so that no row wraps."""
     monkeypatch.setenv("COLUMNS", "200")
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_trace_lists_rounds_and_steps(run_dir: Path, capsys: Any, monkeypatch: Any) -> None:
-    code, out, _ = fac(["trace", str(run_dir)], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir)], capsys, monkeypatch)
     assert code == 0
     assert "7 steps, 2 LLM calls" in out and "session 1: done" in out
     for node in ("measure", "plan", "generate", "verify"):
         assert node in out
     assert "picked" in out and "target-not-activated 1" in out and "stop: goal" in out and "1.000" in out
-    code, out, _ = fac(["trace", str(run_dir), "--json"], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--json"], capsys, monkeypatch)
     data = json.loads(out)
     assert code == 0 and [s["node"] for s in data["steps"]] == ["measure", "plan", "generate", "verify", "plan",
                                                                  "generate", "verify"]
@@ -52,25 +44,25 @@ def test_trace_lists_rounds_and_steps(run_dir: Path, capsys: Any, monkeypatch: A
 
 def test_trace_feature_tells_its_story_in_order(run_dir: Path, capsys: Any, monkeypatch: Any) -> None:
     target = (run_dir / "target.txt").read_text()
-    code, out, _ = fac(["trace", str(run_dir), "--feature", target], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--feature", target], capsys, monkeypatch)
     assert code == 0 and f"feature {target}: covered" in out and "2 attempts" in out
     rows = [line for line in out.splitlines() if line.startswith("│ ") and line[2].isdigit()]
     assert ["rejected" in rows[0], "accepted" in rows[1]] == [True, True] and MARKUP in out
-    code, out, _ = fac(["trace", str(run_dir), "--feature", target, "--json"], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--feature", target, "--json"], capsys, monkeypatch)
     story = json.loads(out)
     assert [(a["round"], a["decision"], a["call_ref"]) for a in story["attempts"]] == [(1, "rejected", "3.1"),
                                                                                       (2, "accepted", "6.1")]
 
 
 def test_trace_step_shows_full_prompts_and_replies(run_dir: Path, capsys: Any, monkeypatch: Any) -> None:
-    code, out, _ = fac(["trace", str(run_dir), "--step", "3"], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--step", "3"], capsys, monkeypatch)
     assert code == 0 and "step 3: generate, round 1" in out and "call 3.1 · scripted · 100 in / 20 out" in out
     assert "[system]" in out and "Write one new example for this dataset." in out and MARKUP in out
-    code, out, _ = fac(["trace", str(run_dir), "--step", "6.1", "--json"], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--step", "6.1", "--json"], capsys, monkeypatch)
     data = json.loads(out)
     assert code == 0 and data["calls"][0]["response"] == HIT and data["calls"][0]["ref"] == "6.1"
     assert any("Bad example" in m["content"] for m in data["calls"][0]["prompt"])  # the retry's contrastive prompt
-    code, out, _ = fac(["trace", str(run_dir), "--step", "4"], capsys, monkeypatch)
+    code, out, _ = run_cli(["trace", str(run_dir), "--step", "4"], capsys, monkeypatch)
     assert code == 0 and "verdicts" in out and "rejected" in out
 
 
@@ -87,21 +79,21 @@ def test_trace_step_shows_full_prompts_and_replies(run_dir: Path, capsys: Any, m
 def test_bad_input_is_one_line_and_exit_code_2(args: list[str], message: str, run_dir: Path, tmp_path: Path,
                                                capsys: Any, monkeypatch: Any) -> None:
     argv = [a.format(tmp=tmp_path, run=run_dir) for a in args]
-    code, out, err = fac(argv, capsys, monkeypatch)
+    code, out, err = run_cli(argv, capsys, monkeypatch)
     assert code == 2 and message in err and err.count("\n") == 1 and err.startswith("error:") and not out
 
 
 def test_half_written_run_directory_is_refused(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     (tmp_path / "config.json").write_text("{}")
-    code, _, err = fac(["trace", str(tmp_path)], capsys, monkeypatch)
+    code, _, err = run_cli(["trace", str(tmp_path)], capsys, monkeypatch)
     assert code == 2 and "has no trace" in err
     (tmp_path / "trace.sqlite").write_bytes(b"")
-    code, _, err = fac(["report", str(tmp_path)], capsys, monkeypatch)
+    code, _, err = run_cli(["report", str(tmp_path)], capsys, monkeypatch)
     assert code == 2 and "not a fac trace" in err and err.count("\n") == 1
 
 
 def test_report_writes_one_html_file(run_dir: Path, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
-    code, out, _ = fac(["report", str(run_dir), "--out", str(tmp_path / "r.html")], capsys, monkeypatch)
+    code, out, _ = run_cli(["report", str(run_dir), "--out", str(tmp_path / "r.html")], capsys, monkeypatch)
     assert code == 0 and str(tmp_path / "r.html") in out
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert '<svg id="coverage-plot"' in page and "[bold]not markup[/] [/nope]" in page

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FlakyStore, ScriptedChat
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
 
 from fac.graph.builder import build_graph
 from fac.graph.checkpoint import SampleLog, memory_saver
@@ -28,45 +26,6 @@ SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"  # the reply that fires the target feature
 HIT_2 = "they hate stupid bad people"
 MISS = "blue red fast slow"  # a well-formed reply that does not
-USAGE = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
-
-
-class ScriptedChat(BaseChatModel):
-    """Replies from a script (the last entry repeats); an Exception entry is raised; every prompt is kept."""
-
-    script: list[Any]
-    prompts: list[str] = []  # noqa: RUF012  (pydantic copies field defaults per instance)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
-        self.prompts.append("\n".join(m.text for m in messages))
-        item = self.script[min(len(self.prompts) - 1, len(self.script) - 1)]
-        if isinstance(item, BaseException):
-            raise item
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=item, usage_metadata=USAGE))])
-
-
-class FlakyStore:
-    """A SampleStore whose add() fails once, on call number `fail_on` (a crash between journal and index)."""
-
-    def __init__(self, inner: SampleStore, fail_on: int) -> None:
-        self.inner, self.fail_on, self.adds = inner, fail_on, 0
-
-    def add(self, ids: Sequence[str], texts: Sequence[str], metadatas: Any = None) -> None:
-        self.adds += 1
-        if self.adds == self.fail_on:
-            raise RuntimeError("injected crash")
-        self.inner.add(ids, texts, metadatas)
-
-    def nearest(self, texts: Sequence[str]) -> list[tuple[str | None, float]]:
-        return self.inner.nearest(texts)
-
-    def count(self) -> int:
-        return self.inner.count()
 
 
 @dataclass

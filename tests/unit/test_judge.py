@@ -119,8 +119,43 @@ def test_prompts_carry_spans_explanation_task_and_guideline(cache: JudgeCache) -
 
 
 def test_relevance_reply_without_decision_counts_as_no_and_keeps_the_reason(cache: JudgeCache) -> None:
-    (rec,), _, _ = run([EXPLAIN, VERIFIED, "  It seems to be about pets, I suppose.  "], cache)
+    (rec,), chat, _ = run([EXPLAIN, VERIFIED, "  It seems to be about pets, I suppose.  ", "hmm, hard to say"], cache)
     assert (rec.relevant, rec.decision, rec.reason) == (False, "No", "It seems to be about pets, I suppose.")
+    assert chat.calls == 4  # one follow-up asked for the decision and got none
+
+
+def test_a_missing_decision_is_asked_for_once_and_the_answer_kept_with_the_reason(cache: JudgeCache) -> None:
+    (rec,), chat, stats = run([EXPLAIN, VERIFIED, "It is about pets.", "Probably."], cache)
+    assert (rec.relevant, rec.decision) == (True, "Probably")
+    assert rec.reason == "It is about pets.\nFinal Decision (asked again): [[Probably]]"
+    follow_up = chat.seen[-1]
+    assert [m.type for m in follow_up] == ["system", "human", "ai", "human"]
+    assert follow_up[2].content == "It is about pets." and follow_up[3].content == render("judge.decision.user")
+    assert stats.calls == 4
+    (again,), chat2, _ = run([], cache)  # the follow-up is cached like any call
+    assert chat2.calls == 0 and again == rec
+
+
+class ChoosingChat(ScriptedChat):
+    """A scripted chat that also scores closed choices (as LocalChatModel does), always choosing `answer`."""
+
+    answer: str = "Maybe"
+    asked: list[tuple[str, ...]] = Field(default_factory=list)
+
+    def choose(self, messages: Any, choices: Any) -> AIMessage:
+        self.asked.append(tuple(choices))
+        return AIMessage(self.answer, usage_metadata={"input_tokens": 5, "output_tokens": 1, "total_tokens": 6})
+
+
+def test_a_model_that_scores_choices_is_asked_to_choose_instead_of_generating(cache: JudgeCache) -> None:
+    refuser = ChoosingChat(script=[EXPLAIN, "They all fit."], answer="No")
+    (rec,) = judge_features([candidate()], GUIDE, refuser, cache, task="pets", model_name="m")
+    assert not rec.relevant and "verification said No" in rec.reason and refuser.calls == 2
+    chooser = ChoosingChat(script=[EXPLAIN, "They all fit.", "Pets, clearly."], answer="Yes")
+    (rec,) = judge_features([candidate()], GUIDE, chooser, JudgeCache(cache.path.with_name("other.sqlite")),
+                            task="pets", model_name="m")
+    assert (rec.relevant, rec.decision) == (True, "Yes") and chooser.calls == 3  # choices are not generated
+    assert chooser.asked == [("Yes", "Probably", "Maybe", "No")] * 2
 
 
 def test_relevance_analysis_saying_cannot_tell_is_not_relevant(cache: JudgeCache) -> None:
@@ -136,8 +171,8 @@ def test_cannot_tell_explanation_skips_verify_and_relevance(cache: JudgeCache) -
 
 
 def test_garbage_verification_skips_relevance(cache: JudgeCache) -> None:
-    (rec,), chat, _ = run([EXPLAIN, "qwerty %%% zxcv"], cache)
-    assert chat.calls == 2
+    (rec,), chat, _ = run([EXPLAIN, "qwerty %%% zxcv", "%%%"], cache)
+    assert chat.calls == 3  # explain, verify, the decision follow-up
     assert (rec.relevant, rec.decision, rec.explanation) == (False, None, EXPLAIN)
     assert "nothing decisive" in rec.reason and "qwerty %%% zxcv" in rec.reason
 

@@ -53,6 +53,21 @@ def test_local_server_needs_no_key_and_gets_the_settings() -> None:
     assert chat_name(chat) == "qwen"
 
 
+def test_a_non_openai_endpoint_also_gets_the_legacy_max_tokens_and_per_call_overrides_reach_both() -> None:
+    local = openai_chat("smollm2", base_url="http://127.0.0.1:8011/v1", max_tokens=77)
+    payload = local._get_request_payload([HumanMessage("hi")])  # type: ignore[attr-defined]
+    assert (payload["max_tokens"], payload["max_completion_tokens"]) == (77, 77)
+    payload = local._get_request_payload([HumanMessage("hi")], max_tokens=8)  # type: ignore[attr-defined]
+    assert (payload["max_tokens"], payload["max_completion_tokens"]) == (8, 8)
+
+
+def test_the_openai_api_gets_only_max_completion_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    payload = openai_chat("gpt-4o-mini", max_tokens=77)._get_request_payload(  # type: ignore[attr-defined]
+        [HumanMessage("hi")])
+    assert payload["max_completion_tokens"] == 77 and "max_tokens" not in payload
+
+
 def test_key_is_read_from_the_named_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_JUDGE_KEY", SECRET)
     chat = openai_chat("gpt-4o-mini", api_key_env="MY_JUDGE_KEY")

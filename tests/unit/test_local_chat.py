@@ -23,11 +23,16 @@ def chat(tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast) -> 
     return LocalChatModel.from_loaded(LoadedModel(tiny_lm, tiny_tokenizer, "tiny-llama"), max_new_tokens=4)
 
 
-def _greedy_reference(lm: LlamaForCausalLM, tok: PreTrainedTokenizerFast, max_new_tokens: int) -> tuple[int, list[int]]:
+def _prompt_ids(tok: PreTrainedTokenizerFast) -> list[int]:
+    """MESSAGES through the chat template, built independently of LocalChatModel."""
     conversation: list[dict[str, Any]] = [{"role": "system", "content": "you are helpful"},
                                           {"role": "user", "content": "the cat sat on the mat"}]
     text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return list(tok(text, add_special_tokens=False)["input_ids"])
+
+
+def _greedy_reference(lm: LlamaForCausalLM, tok: PreTrainedTokenizerFast, max_new_tokens: int) -> tuple[int, list[int]]:
+    ids = torch.tensor([_prompt_ids(tok)])
     with torch.no_grad():
         out = lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                           do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -76,3 +81,27 @@ def test_a_tokenizer_without_chat_template_is_a_config_error(
         LocalChatModel.from_loaded(LoadedModel(tiny_lm, plain, "plain"))
     with pytest.raises(ConfigError, match="no chat template"):
         LocalChatModel(model=tiny_lm, tokenizer=plain, model_id="plain").invoke("hi")
+
+
+def test_choose_returns_the_choice_with_the_highest_summed_log_probability(
+    chat: LocalChatModel, tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    choices = ["the cat", "red", "blue dog sat"]
+    reply = chat.choose(MESSAGES, choices)
+    scores = reply.response_metadata["logprobs"]
+    prompt = _prompt_ids(tiny_tokenizer)
+    for choice in choices:  # reference: full forward, log-softmax at each choice token
+        ids = tiny_tokenizer(choice, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logp = tiny_lm(torch.tensor([prompt + ids])).logits[0].log_softmax(-1)
+        expected = sum(float(logp[len(prompt) - 1 + i, t]) for i, t in enumerate(ids))
+        assert scores[choice] == pytest.approx(expected, abs=1e-4)
+    assert reply.content == max(choices, key=lambda c: scores[c])
+    n_best = len(tiny_tokenizer(str(reply.content), add_special_tokens=False)["input_ids"])
+    assert reply.usage_metadata == {"input_tokens": len(prompt), "output_tokens": n_best,
+                                    "total_tokens": len(prompt) + n_best}
+
+
+def test_choose_refuses_empty_choices(chat: LocalChatModel) -> None:
+    with pytest.raises(ConfigError, match="non-empty choices"):
+        chat.choose(MESSAGES, ["yes", " "])

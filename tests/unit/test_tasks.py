@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -11,12 +12,15 @@ from fac.tools.errors import InputError
 from fac.tools.tasks import get_task, known_tasks
 
 
-def test_toxicity_ships_an_anchor_and_a_background_found_from_the_checkout() -> None:
+def test_toxicity_ships_its_anchor_background_and_catalog_inside_the_package() -> None:
     task = get_task("toxicity")
-    assert task.anchor is not None and task.anchor.is_file() and task.anchor.name == "anchor.jsonl"
-    assert task.background is not None and task.background.is_file()
+    package = Path(str(resources.files("fac"))).resolve() / "assets" / "tasks" / "toxicity"
+    assert task.anchor == package / "anchor.jsonl" and task.anchor.is_file()
+    assert task.background == package / "background.jsonl" and task.background.is_file()
+    assert task.catalog == package / "catalog.json" and (package / "LICENSE").is_file()
     assert task.guideline == guideline("toxicity")
-    assert "anchor.jsonl" in task.describe_corpora() and " vs " in task.describe_corpora()
+    assert task.describe_corpora() == ("fac/assets/tasks/toxicity/anchor.jsonl vs "
+                                       "fac/assets/tasks/toxicity/background.jsonl")
 
 
 def test_every_builtin_has_a_guideline_and_only_toxicity_has_corpora() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trace_world import HIT, MISS, Demo, FlakyStore, tiny_space
+from fakes import FlakyStore
+from trace_world import HIT, MISS, Demo, tiny_space
 
 from fac.graph.trace import TRACE_FILE, feature_story, open_trace, parse_step_ref, reading, scrub
 from fac.tools.errors import InputError, TransientError

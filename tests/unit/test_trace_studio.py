@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trace_world import HIT, MISS, Demo, ScriptedChat, tiny_space
+from fakes import ScriptedChat
+from trace_world import HIT, MISS, Demo, tiny_space
 
 from fac.graph.builder import build_graph
 from fac.graph.checkpoint import memory_saver
