@@ -26,12 +26,12 @@ from fac.tools.local_chat import LocalChatModel
 logger = logging.getLogger(__name__)
 
 
-class BatchedLocalChat(LocalChatModel):
+class BatchedLocalChat(LocalChatModel):  # type: ignore[misc]  # fac.* resolves as Any for mypy
     """LocalChatModel whose `batch` decodes up to `batch_size` prompts in one padded forward pass."""
 
     batch_size: int = Field(8, gt=0, description="Prompts decoded together.")
 
-    def batch(  # type: ignore[override]
+    def batch(
         self,
         inputs: Sequence[Any],
         config: RunnableConfig | Sequence[RunnableConfig] | None = None,

@@ -76,7 +76,7 @@ def goal_reached(state: GenState, cfg: RunConfig) -> bool:
 def draft_cost(state: GenState, cfg: RunConfig) -> float:
     """Generator tokens one draft costs: measured so far, or a guess before the first."""
     if state.drafts_made:
-        return float(state.tokens_used) / state.drafts_made
+        return float(state.tokens_used / state.drafts_made)
     return float(PROMPT_TOKENS_GUESS + cfg.max_new_tokens)
 
 

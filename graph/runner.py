@@ -56,7 +56,7 @@ class RunPaths:
 
     @property
     def samples(self) -> Path:
-        return self.root / SAMPLES_FILE
+        return self.root / str(SAMPLES_FILE)
 
     @property
     def status(self) -> Path:
@@ -163,8 +163,8 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
     if cfg.generator == "openai":
         from fac.tools.llm import openai_chat
 
-        chat = openai_chat(cfg.generator_model, cfg.base_url, cfg.api_key_env, cfg.temperature, cfg.max_new_tokens,
-                           cfg.timeout_s, cfg.max_retries)
+        chat: BaseChatModel = openai_chat(cfg.generator_model, cfg.base_url, cfg.api_key_env, cfg.temperature,
+                                          cfg.max_new_tokens, cfg.timeout_s, cfg.max_retries)
         if hasattr(chat, "top_p"):
             chat.top_p = cfg.top_p
         return chat
@@ -174,9 +174,12 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
     settings = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
                 "batch_size": cfg.concurrency}
     if space is not None and cfg.generator_model == cfg.model:
-        return BatchedLocalChat(model=space.reader.model, tokenizer=space.reader.tokenizer, model_id=space.model_id,
-                                **settings)
-    return BatchedLocalChat.from_loaded(load_model(cfg.generator_model, device=cfg.device, dtype=cfg.dtype), **settings)
+        local: BaseChatModel = BatchedLocalChat(model=space.reader.model, tokenizer=space.reader.tokenizer,
+                                                model_id=space.model_id, **settings)
+    else:
+        local = BatchedLocalChat.from_loaded(load_model(cfg.generator_model, device=cfg.device, dtype=cfg.dtype),
+                                             **settings)
+    return local
 
 
 def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:

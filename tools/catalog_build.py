@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from fac.tools.catalog_store import CatalogStore
     from fac.tools.features import FeatureSpace
-    from fac.tools.judge import JudgeCache
+    from fac.tools.judge import JudgeCache, JudgeStats
     from fac.tools.rendering import Sample
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ def anchor_stats(
     if task.label_field is not None:
         pairs = _labelled(task)
         advance = _stage(progress, f"scoring {task.anchor.name}", len(pairs))
-        return collect_split_stats(space, pairs, top_k=top_k, chunk_size=chunk_size, on_batch=advance)
+        split: tuple[CorpusStats, CorpusStats | None] = collect_split_stats(space, pairs, top_k=top_k,
+                                                                             chunk_size=chunk_size, on_batch=advance)
+        return split
     if need_background and task.background is None:
         raise ConfigError(f"the contrast method needs background text for task {task.name!r}: pass --background FILE, "
                           "or a labelled anchor with --label-field and --positive-labels (or use --method judge)")
@@ -125,9 +127,13 @@ def judge_records(
     min_count: int = 1,
     max_features: int | None = None,
     workers: int = 1,
+    stats: JudgeStats | None = None,
     progress: Progress | None = None,
 ) -> list[FeatureRecord]:
-    """Explain, verify and judge the features the anchor activates (most frequent first, up to max_features)."""
+    """Explain, verify and judge the features the anchor activates (most frequent first, up to max_features).
+
+    `stats` (optional) accumulates the judge's calls, cache hits and tokens.
+    """
     from fac.tools.features import default_cache_dir
     from fac.tools.judge import FeatureCandidate, JudgeCache, judge_features
 
@@ -141,8 +147,10 @@ def judge_records(
     logger.info("judging %d features for task %s with %s", len(candidates), task.name, model_name or "the chat model")
     cache = judge_cache if judge_cache is not None else JudgeCache(default_cache_dir() / "judge.sqlite")
     advance = _stage(progress, f"judging {len(candidates)} features", len(candidates))
-    return judge_features(candidates, task.guideline, chat, cache, task=task.name, model_name=model_name,
-                          max_workers=workers, on_feature=(lambda _: advance(1)) if advance else None)
+    records: list[FeatureRecord] = judge_features(
+        candidates, task.guideline, chat, cache, task=task.name, model_name=model_name, max_workers=workers,
+        stats=stats, on_feature=(lambda _: advance(1)) if advance else None)
+    return records
 
 
 def build_catalog(
@@ -154,6 +162,7 @@ def build_catalog(
     *,
     judge_model_name: str = "",
     judge_workers: int = 1,
+    judge_stats: JudgeStats | None = None,
     contrast_config: ContrastConfig | None = None,
     top_k: int = 10,
     min_count: int = 1,
@@ -175,7 +184,8 @@ def build_catalog(
     else:
         assert chat is not None
         records = judge_records(pos, task, chat, judge_cache, model_name=judge_model_name, min_count=min_count,
-                                max_features=max_features, workers=judge_workers, progress=progress)
+                                max_features=max_features, workers=judge_workers, stats=judge_stats,
+                                progress=progress)
     catalog = Catalog(task=task.name, method=method, space=space.describe(), anchor=task.describe_corpora(),
                       records=tuple(sorted(records, key=lambda r: r.feature)))
     logger.info("catalog %s (%s): %d features, %d task-relevant", task.name, method, len(catalog.records),

@@ -49,7 +49,7 @@ def default_chroma_dir() -> Path:
     """$FAC_CACHE_DIR/chroma, else ~/.cache/fac/chroma."""
     from fac.tools.features import default_cache_dir
 
-    return default_cache_dir() / "chroma"
+    return Path(default_cache_dir()) / "chroma"
 
 
 def open_store(path: Path | None = None, host: str | None = None, port: int = 8000,
@@ -70,7 +70,7 @@ def collection_name(task: str, space_key: str) -> str:
 def feature_document(record: FeatureRecord) -> str:
     """The text embedded for a feature: its explanation, else its top spans, else its reason."""
     if record.explanation:
-        return record.explanation
+        return str(record.explanation)
     spans = [" ".join(e.span.split()) for e in record.evidence[:DOC_SPANS]]
     return " | ".join(spans) if spans else record.reason or f"feature {record.feature}"
 

@@ -34,7 +34,7 @@ class Record:
 
 def _open_text(path: Path) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")  # noqa: SIM115 (caller closes)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")  # type: ignore[arg-type]
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:

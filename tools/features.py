@@ -143,7 +143,7 @@ class FeatureSpace:
 
     @property
     def layer(self) -> int:
-        return self.reader.layer
+        return int(self.reader.layer)
 
     @property
     def d_sae(self) -> int:
@@ -196,7 +196,8 @@ class FeatureSpace:
         x = hidden.to(self.sae.dtype)
         if self.mode == "paper":
             return torch.relu(self.sae.process_sae_in(x) @ self.sae.W_enc + self.sae.b_enc)
-        return self.sae.encode(x)
+        encoded: torch.Tensor = self.sae.encode(x)
+        return encoded
 
     def _reduce(self, sample: TokenizedSample, acts: torch.Tensor) -> SampleScores:
         """Max over the scored tokens; the span ends at the argmax token and holds span_tokens tokens."""

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from ipaddress import ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from langchain_core.exceptions import (
@@ -34,6 +34,9 @@ from langchain_core.messages import BaseMessage
 from pydantic import SecretStr
 
 from fac.tools.errors import ConfigError, TransientError
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +109,7 @@ def openai_chat(
 
 
 @cache
-def _endpoint_chat_class() -> type[BaseChatModel]:
+def _endpoint_chat_class() -> type[ChatOpenAI]:
     """ChatOpenAI that also sends the legacy `max_tokens` beside `max_completion_tokens`.
 
     langchain-openai sends only `max_completion_tokens`; llama-cpp-python's server ignores it and

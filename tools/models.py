@@ -85,7 +85,7 @@ def _load_gguf(gguf: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrai
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     try:
         tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
-        model.hf_quantizer = None  # the weights are dequantised already; lets save_pretrained write them
+        model.hf_quantizer = None  # type: ignore[assignment]  # the weights are dequantised already; lets save_pretrained write them
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp)
@@ -93,7 +93,7 @@ def _load_gguf(gguf: Path, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrai
         tmp.replace(converted)
     except (OSError, ValueError) as err:  # a read-only cache is no reason to fail
         logger.warning("could not keep the dequantised copy at %s: %s", converted, err)
-    return model.to(dtype), tokenizer
+    return model.to(dtype), tokenizer  # type: ignore[arg-type]  # transformers types .to oddly
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: str = "auto") -> LoadedModel:
@@ -132,5 +132,5 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
         model_id = f"hub:{spec}"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = model.to(device).eval()
+    model = model.to(device).eval()  # type: ignore[arg-type]
     return LoadedModel(model=model, tokenizer=tokenizer, model_id=model_id)

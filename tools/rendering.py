@@ -54,7 +54,8 @@ class Renderer:
         return len(self.tokenizer(self.prefix, add_special_tokens=False)["input_ids"])
 
     def _apply(self, messages: Sequence[Message]) -> str:
-        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=False)
+        conversation = [dict(m) for m in messages]
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=False)
         assert isinstance(text, str)
         return text
 

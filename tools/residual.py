@@ -85,7 +85,7 @@ class LayerReader:
             for i, (start, end) in enumerate(offsets)
             if start >= rendered.content_start and start < rendered.content_end and end > start
         ]
-        return TokenizedSample(rendered, ids, offsets, content, truncated)  # type: ignore[arg-type]
+        return TokenizedSample(rendered, ids, offsets, content, truncated)
 
     def batches(self, samples: Sequence[TokenizedSample]) -> Iterator[list[int]]:
         """Index groups, longest first, each within the padded-token budget."""

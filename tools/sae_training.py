@@ -145,7 +145,7 @@ def train_sae(
             on_step(trainer.n_training_steps + 1, steps)
             return out
 
-        trainer.step = counted  # type: ignore[method-assign]
+        trainer.step = counted
     trained = trainer.fit()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)

@@ -102,6 +102,7 @@ def build(
     """Build a task's feature catalog from its anchor corpus and store it (chroma, and --out/--parquet)."""
     from fac.tools.catalog_build import build_catalog
     from fac.tools.contrast import ContrastConfig
+    from fac.tools.judge import JudgeStats
     from fac.tools.tasks import get_task
 
     setup_logging(verbose)
@@ -123,9 +124,10 @@ def build(
     store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
     space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
     chat, judge_name = _chat(judge_model, base_url, key_env, judge_local) if method == "judge" else (None, "")
+    judge_stats = JudgeStats()
     with _progress() as stage:
         catalog = build_catalog(space, spec, method, chat,
-                                judge_model_name=judge_name, judge_workers=judge_workers,
+                                judge_model_name=judge_name, judge_workers=judge_workers, judge_stats=judge_stats,
                                 contrast_config=contrast_config, top_k=top_k, min_count=min_count,
                                 max_features=max_features, all_evidence=all_evidence, progress=stage)
     where = []
@@ -138,6 +140,11 @@ def build(
         catalog.save_parquet(parquet)
         where.append(str(parquet))
     _print_table(catalog, top=20, show_all=catalog.method == "judge")  # a judged feature is worth seeing either way
+    if method == "judge":
+        spent = judge_stats
+        console.print(f"judge {judge_name}: {spent.features} features judged, {spent.relevant} relevant; "
+                      f"{spent.calls} calls ({spent.cache_hits} answered from the cache), {spent.input_tokens:,} "
+                      f"input / {spent.output_tokens:,} output tokens spent", highlight=False)
     console.print(f"catalog of {catalog.task}: {len(catalog.task_features())} task-relevant features of "
                   f"{len(catalog.records)} recorded ({catalog.method}); saved to {', '.join(where) or 'nowhere'}",
                   highlight=False)

@@ -40,6 +40,6 @@ class SpaceOptions:
         if self.mode not in ("sae", "paper"):
             raise ConfigError(f"--mode {self.mode!r}: expected 'sae' or 'paper'")
         return FeatureSpace.load(
-            self.model, self.sae, layer=self.layer, mode=self.mode, threshold=self.threshold,  # type: ignore[arg-type]
+            self.model, self.sae, layer=self.layer, mode=self.mode, threshold=self.threshold,
             device=self.device, dtype=self.dtype, max_tokens=self.max_tokens, use_cache=not self.no_cache,
         )

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ScriptedChat
 
 from fac.cli import main
+from fac.commands import catalog as catalog_command
 from fac.commands import options
 from fac.tools import embeddings
 from fac.tools.catalog import Catalog
@@ -70,6 +72,25 @@ def test_build_stores_and_writes_the_catalog_and_show_reads_it_back(fac: Any, tm
     code, _, err = fac("catalog", "export", "--task", "violence", "--parquet", str(tmp_path / "e.parquet"))
     assert code == 0, err
     assert Catalog.load_parquet(tmp_path / "e.parquet") == written
+
+
+def test_judge_build_shows_every_judged_feature_and_what_the_judge_spent(fac: Any, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def reply(call: int) -> str:  # explain, verify, relevance per feature; the second feature is judged No
+        return ["Hateful words.", "Final Decision: [[Yes]]", f"Final Decision: [[{'Yes' if call < 4 else 'No'}]]"][
+            (call - 1) % 3]
+
+    chat = ScriptedChat(script=[reply])
+    monkeypatch.setattr(catalog_command, "_chat", lambda *args: (chat, "scripted@test"))
+    anchor = corpus(tmp_path / "a.jsonl", TOXIC, 1)
+    code, out, err = fac("catalog", "build", "--task", "toxicity", "--anchor", str(anchor), "--method", "judge",
+                         "--judge-local", "--max-features", "2", "--no-store", "--out", str(tmp_path / "c.json"))
+    assert code == 0, err
+    written = Catalog.load_json(tmp_path / "c.json")
+    assert [r.decision for r in sorted(written.records, key=lambda r: -r.activation_rate)] == ["Yes", "No"]
+    assert all(f" {r.feature} " in out for r in written.records)  # the rejected feature is listed too
+    assert "judge scripted@test: 2 features judged, 1 relevant; 6 calls (0 answered from the cache)" in err
+    assert "600 input / 120 output tokens spent" in err
 
 
 def one_line_error(code: int, err: str) -> str:
