@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BuildMethod = Literal["contrast", "judge"]
+JudgeOrder = Literal["frequency", "contrast"]
 Progress = Callable[[str, int], Callable[[int], None]]
 """(stage description, total samples) -> callback advancing that stage by n samples."""
 
@@ -93,12 +94,13 @@ def anchor_stats(
                                                                              chunk_size=chunk_size, on_batch=advance)
         return split
     if need_background and task.background is None:
-        raise ConfigError(f"the contrast method needs background text for task {task.name!r}: pass --background FILE, "
-                          "or a labelled anchor with --label-field and --positive-labels (or use --method judge)")
+        raise ConfigError(f"contrast (the method, or --judge-order contrast) needs background text for task "
+                          f"{task.name!r}: pass --background FILE, or a labelled anchor with --label-field and "
+                          "--positive-labels (or use --method judge, ordered by frequency)")
     positives = _samples(task.anchor, task.text_field)
     pos = collect_stats(space, positives, top_k=top_k, chunk_size=chunk_size,
                         on_batch=_stage(progress, f"scoring {task.anchor.name}", len(positives)))
-    if task.background is None:
+    if task.background is None or not need_background:
         return pos, None
     background = _samples(task.background, task.text_field)
     bg = collect_stats(space, background, top_k=0, chunk_size=chunk_size,
@@ -126,19 +128,33 @@ def judge_records(
     model_name: str = "",
     min_count: int = 1,
     max_features: int | None = None,
+    order: JudgeOrder = "frequency",
+    background: CorpusStats | None = None,
+    contrast_config: ContrastConfig | None = None,
     workers: int = 1,
     stats: JudgeStats | None = None,
     progress: Progress | None = None,
 ) -> list[FeatureRecord]:
-    """Explain, verify and judge the features the anchor activates (most frequent first, up to max_features).
+    """Explain, verify and judge the features the anchor activates, up to max_features of them.
 
-    `stats` (optional) accumulates the judge's calls, cache hits and tokens.
+    `order` says which come first: "frequency" (most anchor samples first, the paper's view) or
+    "contrast" (the contrast test's relevant features first, by log-odds; needs `background`), so a
+    capped judge budget goes to the most task-specific features. `stats` accumulates calls and tokens.
     """
     from fac.tools.features import default_cache_dir
     from fac.tools.judge import FeatureCandidate, JudgeCache, judge_features
 
     active = [j for j in pos.active_features(min_count) if pos.evidence(j)]
-    active.sort(key=lambda j: (-int(pos.counts[j]), j))
+    if order == "contrast":
+        if background is None:
+            raise ConfigError("--judge-order contrast needs a background corpus (or a labelled anchor)")
+        results = contrast(pos.counts, pos.n_samples, background.counts, background.n_samples, contrast_config)
+        ranked = {r.feature: (not r.relevant, -r.log_odds) for r in results}
+        active.sort(key=lambda j: (*ranked.get(j, (True, float("inf"))), j))
+    elif order == "frequency":
+        active.sort(key=lambda j: (-int(pos.counts[j]), j))
+    else:
+        raise ConfigError(f"judge order {order!r}: expected 'frequency' or 'contrast'")
     if max_features is not None:
         active = active[:max_features]
     if not active:
@@ -162,6 +178,7 @@ def build_catalog(
     *,
     judge_model_name: str = "",
     judge_workers: int = 1,
+    judge_order: JudgeOrder = "frequency",
     judge_stats: JudgeStats | None = None,
     contrast_config: ContrastConfig | None = None,
     top_k: int = 10,
@@ -176,7 +193,8 @@ def build_catalog(
         raise ConfigError(f"catalog method {method!r}: expected 'contrast' or 'judge'")
     if method == "judge" and chat is None:
         raise ConfigError("the judge method needs a chat model: --judge-model/--base-url or --judge-local")
-    pos, bg = anchor_stats(space, task, need_background=method == "contrast", top_k=top_k, chunk_size=chunk_size,
+    need_background = method == "contrast" or judge_order == "contrast"
+    pos, bg = anchor_stats(space, task, need_background=need_background, top_k=top_k, chunk_size=chunk_size,
                            progress=progress)
     if method == "contrast":
         assert bg is not None
@@ -184,7 +202,8 @@ def build_catalog(
     else:
         assert chat is not None
         records = judge_records(pos, task, chat, judge_cache, model_name=judge_model_name, min_count=min_count,
-                                max_features=max_features, workers=judge_workers, stats=judge_stats,
+                                max_features=max_features, order=judge_order, background=bg,
+                                contrast_config=contrast_config, workers=judge_workers, stats=judge_stats,
                                 progress=progress)
     catalog = Catalog(task=task.name, method=method, space=space.describe(), anchor=task.describe_corpora(),
                       records=tuple(sorted(records, key=lambda r: r.feature)))

@@ -73,6 +73,9 @@ def build(
     key_env: str = typer.Option("OPENAI_API_KEY", "--key-env", help="Environment variable holding the API key."),
     judge_local: bool = typer.Option(False, "--judge-local", help="Judge with the embedded local model (weak, slow)."),
     judge_workers: int = typer.Option(1, "--judge-workers", help="Features judged in parallel (remote endpoints)."),
+    judge_order: str = typer.Option("frequency", "--judge-order", help="Judge: which features come first under "
+                                    "--max-features: frequency (most anchor samples) or contrast (most "
+                                    "over-represented vs the background)."),
     max_features: int | None = typer.Option(None, "--max-features", help="Judge: at most this many features, "
                                             "the most frequent first."),
     min_count: int = typer.Option(1, "--min-count", help="Judge: only features active in this many anchor samples."),
@@ -108,6 +111,8 @@ def build(
     setup_logging(verbose)
     if method not in ("contrast", "judge"):
         raise ConfigError(f"--method {method!r}: expected contrast or judge")
+    if judge_order not in ("frequency", "contrast"):
+        raise ConfigError(f"--judge-order {judge_order!r}: expected frequency or contrast")
     if method == "judge" and bool(judge_model) == judge_local:
         raise ConfigError("--method judge needs exactly one of --judge-model NAME (with --base-url) or --judge-local")
     if method == "contrast" and (judge_model or judge_local or base_url):
@@ -128,6 +133,7 @@ def build(
     with _progress() as stage:
         catalog = build_catalog(space, spec, method, chat,
                                 judge_model_name=judge_name, judge_workers=judge_workers, judge_stats=judge_stats,
+                                judge_order=judge_order,
                                 contrast_config=contrast_config, top_k=top_k, min_count=min_count,
                                 max_features=max_features, all_evidence=all_evidence, progress=stage)
     where = []

@@ -148,6 +148,22 @@ def test_the_judge_method_explains_verifies_and_judges_through_the_chat_model(ti
     assert again == catalog and len(chat.calls) == n_calls  # every answer came from the cache
 
 
+def test_contrast_order_gives_a_capped_judge_the_most_over_represented_features(tiny_space: Any, task: TaskSpec,
+                                                                               tmp_path: Path) -> None:
+    contrast_catalog = build_catalog(tiny_space, task, min_count=1)
+    relevant = [r for r in contrast_catalog.records if r.relevant]
+    by_effect = sorted(relevant, key=lambda r: (-r.stats["log_odds"], r.feature))
+    assert len(by_effect) >= 3
+    chat = ScriptedJudge(calls=[])
+    judged = build_catalog(tiny_space, task, "judge", chat, JudgeCache(tmp_path / "j.sqlite"), max_features=3,
+                           judge_order="contrast")
+    assert [r.feature for r in judged.records] == sorted(r.feature for r in by_effect[:3])
+    frequency = build_catalog(tiny_space, task, "judge", chat, JudgeCache(tmp_path / "j.sqlite"), max_features=3)
+    assert {r.feature for r in frequency.records} != {r.feature for r in judged.records}
+    with pytest.raises(ConfigError, match=r"--judge-order contrast\) needs background text"):
+        build_catalog(tiny_space, replace(task, background=None), "judge", chat, judge_order="contrast")
+
+
 @pytest.fixture()
 def store(tmp_path: Path) -> CatalogStore:
     return CatalogStore(chromadb.PersistentClient(path=str(tmp_path / "chroma")), HashingEmbedder(32))
