@@ -169,6 +169,18 @@ def parse_decision(text: str) -> Decision | None:
     return next(d for d in DECISIONS if d == word)
 
 
+def parse_one_word_answer(text: str) -> Decision | None:
+    """The decision in a reply to "answer with one word": as parse_decision, else the only decision word in it.
+
+    "I will choose one word: Maybe." is Maybe; "No, Probably." names two and is None.
+    """
+    decision = parse_decision(text)
+    if decision is not None:
+        return decision
+    words = {m.group(1).capitalize() for m in re.finditer(r"\b" + _WORD + r"\b", text, re.IGNORECASE)}
+    return next(d for d in DECISIONS if d in words) if len(words) == 1 else None
+
+
 def _normalise(text: str) -> str:
     return " ".join(text.lower().replace("can't", "cannot").replace("can not", "cannot").split())
 
@@ -235,7 +247,7 @@ class _Judge:
         else:
             word = self._call(f"{step} decision", follow_up,
                               lambda: self.chat.invoke(follow_up, max_tokens=FOLLOW_UP_MAX_TOKENS))
-        decision = parse_decision(word)
+        decision = parse_one_word_answer(word)
         return f"{text}\n{FOLLOW_UP_MARK} [[{decision}]]" if decision is not None else text
 
     def _call(self, step: str, messages: list[BaseMessage], call: Callable[[], BaseMessage]) -> str:

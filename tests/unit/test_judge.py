@@ -23,6 +23,7 @@ from fac.tools.judge import (
     JudgeStats,
     judge_features,
     parse_decision,
+    parse_one_word_answer,
     prepare_spans,
 )
 
@@ -96,6 +97,21 @@ def cache(tmp_path: Path) -> JudgeCache:
 ])
 def test_parse_decision(text: str, expected: str | None) -> None:
     assert parse_decision(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Maybe", "Maybe"),
+    ("I will choose one word: Maybe.", "Maybe"),
+    ('Your final decision was "Maybe".', "Maybe"),
+    ("No, I am not sure.", "No"),
+    ("NO", "No"),
+    ("No, Probably.", None),
+    ("Yes, Probably, Maybe or No", None),
+    ("I'm glad you're happy with the", None),
+    ("Final Decision: [[Yes]] no doubt", "Yes"),
+])
+def test_parse_one_word_answer(text: str, expected: str | None) -> None:
+    assert parse_one_word_answer(text) == expected
 
 
 @pytest.mark.parametrize(("decision", "relevant"), [("Yes", True), ("Probably", True), ("Maybe", True), ("No", False)])
