@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, get_args, runtime_checkable
 
 from langchain_core.exceptions import ModelError
 from langchain_core.language_models import BaseChatModel
@@ -38,6 +38,9 @@ from fac.prompts import render
 from fac.tools.catalog import Decision, FeatureEvidence, FeatureRecord
 from fac.tools.errors import ConfigError
 from fac.tools.llm import chat_name, first_line, is_rejection, translate_error, usage
+
+if TYPE_CHECKING:
+    from fac.tools.models import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +307,27 @@ class _Judge:
         decision = parse_decision(analysis) or "No"
         relevant = decision in ACCEPTING and not says_cannot_tell(analysis)
         return record(relevant, analysis, explanation=explanation, decision=decision)
+
+
+LOCAL_JUDGE = "local"
+
+
+def judge_chat(model: str, base_url: str | None = None, key_env: str = "OPENAI_API_KEY", *,
+               shared: LoadedModel | None = None) -> tuple[BaseChatModel, str]:
+    """The judge's chat model and the name its replies are cached under.
+
+    `model` "local" is the embedded SmolLM2-135M-Instruct in-process (`shared`, when given, is an
+    already loaded copy of it, used instead of loading a second one); any other name is served by
+    the OpenAI-compatible endpoint at `base_url` (None: OpenAI), key from $`key_env`.
+    """
+    if model == LOCAL_JUDGE:
+        from fac.tools.local_chat import LocalChatModel
+
+        local = LocalChatModel.from_loaded(shared) if shared is not None else LocalChatModel.default()
+        return local, f"local:{local.model_id}"
+    from fac.tools.llm import openai_chat
+
+    return openai_chat(model, base_url, api_key_env=key_env), f"{model}@{base_url or 'openai'}"
 
 
 def judge_features(

@@ -128,7 +128,8 @@ def build(
     contrast_config = ContrastConfig(q_max=q_max, min_log_odds=min_log_odds, min_positive=min_positive)
     store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
     space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
-    chat, judge_name = _chat(judge_model, base_url, key_env, judge_local) if method == "judge" else (None, "")
+    chat, judge_name = (_chat(judge_model, base_url, key_env, judge_local, space, model) if method == "judge"
+                        else (None, ""))
     judge_stats = JudgeStats()
     with _progress() as stage:
         catalog = build_catalog(space, spec, method, chat,
@@ -156,17 +157,16 @@ def build(
                   highlight=False)
 
 
-def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bool) -> tuple[Any, str]:
-    """The judge chat model and the name it is cached under."""
-    if local:
-        from fac.tools.local_chat import LocalChatModel
+def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bool, space: Any,
+          model: str) -> tuple[Any, str]:
+    """The judge chat model and the name it is cached under; the local judge reuses the space's default model."""
+    from fac.tools.judge import LOCAL_JUDGE, judge_chat
+    from fac.tools.models import LoadedModel
 
-        chat = LocalChatModel.default()
-        return chat, f"local:{chat.model_id}"
-    from fac.tools.llm import openai_chat
-
-    assert judge_model is not None
-    return openai_chat(judge_model, base_url, api_key_env=key_env), f"{judge_model}@{base_url or 'openai'}"
+    shared = LoadedModel(space.reader.model, space.reader.tokenizer, space.model_id) if model == "default" else None
+    chat_and_name: tuple[Any, str] = judge_chat(LOCAL_JUDGE if local else str(judge_model), base_url, key_env,
+                                                shared=shared)
+    return chat_and_name
 
 
 def _resolve(task: str | None, catalog: Path | None, guideline: Path | None, open_store: Callable[[], CatalogStore],

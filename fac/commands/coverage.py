@@ -69,20 +69,11 @@ def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: st
     """Strict mode's relevance check: the LLM judge (explain → verify → relevance) on the seed's own spans."""
     from fac.tools.catalog import FeatureEvidence
     from fac.tools.features import default_cache_dir
-    from fac.tools.judge import FeatureCandidate, JudgeCache, judge_features
+    from fac.tools.judge import FeatureCandidate, JudgeCache, judge_chat, judge_features
     from fac.tools.tasks import get_task
 
     spec = get_task(catalog.task if guideline is None else task, guideline)
-    if judge_model == "local":
-        from fac.tools.local_chat import LocalChatModel
-
-        chat: Any = LocalChatModel.default()
-        cached_as = f"local:{chat.model_id}"  # the names `fac catalog build` caches judge replies under
-    else:
-        from fac.tools.llm import openai_chat
-
-        chat = openai_chat(judge_model, judge_url, key_env)
-        cached_as = f"{judge_model}@{judge_url or 'openai'}"
+    chat, cached_as = judge_chat(judge_model, judge_url, key_env)  # cached as `fac catalog build` caches them
     cache = JudgeCache(default_cache_dir() / "judge.sqlite")
 
     def check(feature: int, spans: Any) -> bool:

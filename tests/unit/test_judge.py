@@ -294,3 +294,15 @@ def test_bad_arguments_are_config_errors(cache: JudgeCache) -> None:
         run([], cache, max_spans=0)
     with pytest.raises(ConfigError, match=r"guideline .* is empty"):
         run([], cache, guideline="  ")
+
+
+def test_judge_chat_reuses_a_loaded_local_model_and_names_each_judge_as_it_is_cached(
+        tiny_lm: Any, tiny_tokenizer: Any) -> None:
+    from fac.tools.judge import judge_chat
+    from fac.tools.local_chat import LocalChatModel
+    from fac.tools.models import LoadedModel
+
+    local, name = judge_chat("local", shared=LoadedModel(tiny_lm, tiny_tokenizer, "tiny-llama"))
+    assert isinstance(local, LocalChatModel) and local.model is tiny_lm and name == "local:tiny-llama"
+    remote, name = judge_chat("smollm2", "http://127.0.0.1:8011/v1")
+    assert name == "smollm2@http://127.0.0.1:8011/v1" and getattr(remote, "model_name", None) == "smollm2"
