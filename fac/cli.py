@@ -39,7 +39,7 @@ app.command("report")(report_command)
 def main() -> None:
     """Entry point: FacError and usage errors become one line on stderr and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
     except FacError as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
@@ -55,3 +55,5 @@ def main() -> None:
         sys.exit(130)
     except (click.exceptions.Exit, typer.Exit) as err:
         sys.exit(err.exit_code)
+    if isinstance(code, int) and code != 0:
+        sys.exit(code)

@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
+from langchain_core.exceptions import ModelRateLimitError
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -84,6 +85,27 @@ def test_run_fills_the_missing_feature_then_export_writes_data_and_card(
     calls = setup["chat"].calls
     code, out, _ = run_cli(["run", "--resume", str(run_dir)], capsys, monkeypatch)
     assert code == 0 and "stop: goal" in out and setup["chat"].calls == calls  # nothing left to do
+
+
+class DownEndpoint(Replies):
+    """A generator whose endpoint keeps failing after the client's retries."""
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        self.calls += 1
+        raise ModelRateLimitError("429 Too Many Requests")
+
+
+def test_a_run_stopped_by_endpoint_faults_exits_3_and_resumes_to_its_goal(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    down = DownEndpoint(reply="")
+    monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: down)
+    code, _, err = run_cli(_new_run(setup), capsys, monkeypatch)
+    assert code == 3 and down.calls > 0
+    assert f"continue with: fac run --resume {setup['out']}" in "".join(err.split("\n"))
+    monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: setup["chat"])
+    code, out, _ = run_cli(["run", "--resume", str(setup["out"])], capsys, monkeypatch)
+    assert code == 0 and "stop: goal" in out and setup["chat"].calls > 0
 
 
 def test_a_run_directory_with_another_config_is_refused_with_the_differing_fields(
