@@ -161,9 +161,8 @@ def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bo
           model: str) -> tuple[Any, str]:
     """The judge chat model and the name it is cached under; the local judge reuses the space's default model."""
     from fac.tools.judge import LOCAL_JUDGE, judge_chat
-    from fac.tools.models import LoadedModel
 
-    shared = LoadedModel(space.reader.model, space.reader.tokenizer, space.model_id) if model == "default" else None
+    shared = opt.shared_default_model(space, model)
     chat_and_name: tuple[Any, str] = judge_chat(LOCAL_JUDGE if local else str(judge_model), base_url, key_env,
                                                 shared=shared)
     return chat_and_name

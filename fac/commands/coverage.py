@@ -65,7 +65,7 @@ def _embedder(name: str) -> Embedder | None:
 
 
 def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: str, guideline: Path | None,
-                 catalog: Catalog, reasons: dict[int, str]) -> RelevanceCheck:
+                 catalog: Catalog, reasons: dict[int, str], shared: Any = None) -> RelevanceCheck:
     """Strict mode's relevance check: the LLM judge (explain → verify → relevance) on the seed's own spans."""
     from fac.tools.catalog import FeatureEvidence
     from fac.tools.features import default_cache_dir
@@ -73,7 +73,7 @@ def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: st
     from fac.tools.tasks import get_task
 
     spec = get_task(catalog.task if guideline is None else task, guideline)
-    chat, cached_as = judge_chat(judge_model, judge_url, key_env)  # cached as `fac catalog build` caches them
+    chat, cached_as = judge_chat(judge_model, judge_url, key_env, shared=shared)  # named as catalog build does
     cache = JudgeCache(default_cache_dir() / "judge.sqlite")
 
     def check(feature: int, spans: Any) -> bool:
@@ -151,8 +151,8 @@ def coverage(
                                                     progress=_stages(bar))
         loaded.check_space(space.describe())
         reasons: dict[int, str] = {}
-        check = (_judge_check(judge_model, judge_url, judge_key_env, task, guideline, loaded, reasons)
-                 if strict and judge_model else None)
+        check = (_judge_check(judge_model, judge_url, judge_key_env, task, guideline, loaded, reasons,
+                              opt.shared_default_model(space, model)) if strict and judge_model else None)
         scoring = bar.add_task(f"scoring {seed.name}", total=n_records)
         report = measure_coverage(
             space, _samples(seed, text_field), loaded, strict=strict, relevance_check=check,

@@ -43,3 +43,13 @@ class SpaceOptions:
             self.model, self.sae, layer=self.layer, mode=self.mode, threshold=self.threshold,
             device=self.device, dtype=self.dtype, max_tokens=self.max_tokens, use_cache=not self.no_cache,
         )
+
+
+def shared_default_model(space: Any, model: str) -> Any:
+    """The space's loaded LM as a LoadedModel when it is the embedded default (--model default), else None,
+    so a local judge reuses it instead of loading a second copy."""
+    if model != "default":
+        return None
+    from fac.tools.models import LoadedModel
+
+    return LoadedModel(space.reader.model, space.reader.tokenizer, space.model_id)

@@ -126,3 +126,12 @@ def test_features_json_lists_each_texts_features_with_score_and_span(
             assert feature["span"] == text[start:end] and feature["span"]
         best = tiny_space.score([text])[0].top(1)[0]
         assert record["features"][0]["id"] == best.feature
+
+
+def test_a_local_judge_shares_the_spaces_model_only_when_that_is_the_embedded_default(tiny_space: Any) -> None:
+    from fac.commands.options import shared_default_model
+
+    shared = shared_default_model(tiny_space, "default")
+    assert shared.model is tiny_space.reader.model and shared.tokenizer is tiny_space.reader.tokenizer
+    assert shared.model_id == tiny_space.model_id
+    assert shared_default_model(tiny_space, "HuggingFaceTB/SmolLM2-360M-Instruct") is None
