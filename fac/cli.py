@@ -13,11 +13,11 @@ from fac.commands.coverage import coverage
 from fac.commands.export import export_command
 from fac.commands.features import features
 from fac.commands.report import report_command
-from fac.commands.run import run_command
+from fac.commands.run import EXIT_INTERRUPTED, run_command
 from fac.commands.sae import sae_app
 from fac.commands.trace import trace_command
 from fac.console import console
-from fac.tools.errors import FacError
+from fac.tools.errors import FacError, TransientError
 
 app = typer.Typer(
     name="fac",
@@ -37,12 +37,16 @@ app.command("report")(report_command)
 
 
 def main() -> None:
-    """Entry point: FacError and usage errors become one line on stderr and exit code 2."""
+    """Entry point: FacError and usage errors become one line on stderr and exit code 2; an endpoint still
+    failing after the client's retries (TransientError) one line and exit code 3 (rerunning resumes)."""
     try:
         code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
     except FacError as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
+    except TransientError as err:  # an endpoint down after the client's retries: nothing is lost, rerun resumes
+        console.print(f"[yellow]stopped:[/yellow] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(EXIT_INTERRUPTED)
     except (click.exceptions.UsageError, typer.TyperException) as err:  # typer >= 0.20 vendors its own click
         message = err.format_message().strip()  # empty or the help text when no arguments are given
         if message and "\n" not in message:

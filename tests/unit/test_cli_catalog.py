@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakes import ScriptedChat
+from langchain_core.exceptions import ModelRateLimitError
 
 from fac.cli import main
 from fac.commands import catalog as catalog_command
@@ -91,6 +92,18 @@ def test_judge_build_shows_every_judged_feature_and_what_the_judge_spent(fac: An
     assert all(f" {r.feature} " in out for r in written.records)  # the rejected feature is listed too
     assert "judge scripted@test: 2 features judged, 1 relevant; 6 calls (0 answered from the cache)" in err
     assert "600 input / 120 output tokens spent" in err
+
+
+def test_a_judge_endpoint_that_stays_down_is_one_line_and_exit_code_3(fac: Any, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    chat = ScriptedChat(script=[ModelRateLimitError("429 Too Many Requests")])
+    monkeypatch.setattr(catalog_command, "_chat", lambda *args: (chat, "down@test"))
+    anchor = corpus(tmp_path / "a.jsonl", TOXIC, 1)
+    code, _, err = fac("catalog", "build", "--task", "toxicity", "--anchor", str(anchor), "--method", "judge",
+                       "--judge-local", "--max-features", "2", "--no-store")
+    lines = [line for line in err.splitlines() if line.strip() and "━" not in line]
+    assert code == 3 and "Traceback" not in err
+    assert lines[-1].startswith("stopped: ModelRateLimitError from 'down@test'") and "rerunning resumes" in err
 
 
 def one_line_error(code: int, err: str) -> str:
