@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 
 from fac.graph.state import RECORD_TYPES, AcceptedSample
 from fac.tools.errors import InputError
+from fac.tools.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,7 @@ def memory_saver() -> InMemorySaver:
 
 def sqlite_saver(run_dir: Path) -> SqliteSaver:
     """A SQLite checkpointer in `run_dir` (WAL, so a kill -9 never corrupts it)."""
-    conn = sqlite3.connect(run_dir / CHECKPOINT_FILE, check_same_thread=False)  # the saver serialises with a lock
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn = connect_wal(run_dir / CHECKPOINT_FILE, synchronous="FULL")  # the saver serialises with a lock
     return SqliteSaver(conn, serde=serializer())
 
 

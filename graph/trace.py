@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fac.tools.errors import InputError
 from fac.tools.llm import redact
+from fac.tools.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
@@ -214,11 +215,8 @@ class TraceStore:
     def create(cls, run_dir: Path, secrets: Iterable[str] = ()) -> TraceStore:
         """Open (creating if needed) the run's trace for writing; WAL, each event its own transaction."""
         path = run_dir / TRACE_FILE
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn = connect_wal(path, _SCHEMA, autocommit=True)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # survives a killed process; only a power cut may lose the tail
-        conn.executescript(_SCHEMA)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         return cls(conn, path, secrets)
 

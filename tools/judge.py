@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from fac.prompts import render
 from fac.tools.catalog import Decision, FeatureEvidence, FeatureRecord
 from fac.tools.errors import ConfigError
 from fac.tools.llm import chat_name, first_line, is_rejection, translate_error, usage
+from fac.tools.sqlite_wal import connect_wal
 
 if TYPE_CHECKING:
     from fac.tools.models import LoadedModel
@@ -120,13 +120,9 @@ class JudgeCache:
     """Chat replies in one SQLite file (WAL), keyed by sha256 of the model name and the full messages."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        self._db = connect_wal(path, _SCHEMA, synchronous="FULL")  # SQLite's default: a paid answer is kept
 
     @staticmethod
     def key(model_name: str, messages: Sequence[BaseMessage]) -> str:

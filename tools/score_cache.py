@@ -6,10 +6,11 @@ mode: safe for one writer and many readers, and a killed process leaves committe
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from fac.tools.sqlite_wal import connect_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -25,14 +26,9 @@ class ScoreCache:
     """A key-value store of packed score records in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
-        self._db.commit()
+        self._db = connect_wal(path, _SCHEMA)
 
     def get_many(self, space: str, hashes: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}

@@ -148,10 +148,10 @@ def build(
         where.append(str(parquet))
     _print_table(catalog, top=20, show_all=catalog.method == "judge")  # a judged feature is worth seeing either way
     if method == "judge":
-        spent = judge_stats
-        console.print(f"judge {judge_name}: {spent.features} features judged, {spent.relevant} relevant; "
-                      f"{spent.calls} calls ({spent.cache_hits} answered from the cache), {spent.input_tokens:,} "
-                      f"input / {spent.output_tokens:,} output tokens spent", highlight=False)
+        console.print(f"judge {judge_name}: {judge_stats.features} features judged, {judge_stats.relevant} "
+                      f"relevant; {judge_stats.calls} calls ({judge_stats.cache_hits} answered from the cache), "
+                      f"{judge_stats.input_tokens:,} input / {judge_stats.output_tokens:,} output tokens spent",
+                      highlight=False)
     console.print(f"catalog of {catalog.task}: {len(catalog.task_features())} task-relevant features of "
                   f"{len(catalog.records)} recorded ({catalog.method}); saved to {', '.join(where) or 'nowhere'}",
                   highlight=False)

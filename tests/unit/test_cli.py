@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_sae
+from conftest import make_sae, run_cli
 
-from fac import cli
 from fac.commands.options import SpaceOptions
 from fac.tools.sae_training import save_sae
 
@@ -21,14 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """Run `fac argv` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["fac", *argv])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(argv, capsys, monkeypatch)
 
 
 def assert_one_line_error(code: int, err: str, *fragments: str) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 from fakes import ScriptedChat
 from langchain_core.exceptions import ModelRateLimitError
 
-from fac.cli import main
 from fac.commands import catalog as catalog_command
 from fac.commands import options
 from fac.tools import embeddings
@@ -40,14 +39,7 @@ def fac(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(embeddings, "default_embedder", lambda: HashingEmbedder(32))
 
     def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["fac", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
+        return run_cli(list(args), capsys, monkeypatch)
 
     return run
 
