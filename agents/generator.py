@@ -25,15 +25,15 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_executor_for_config
 from langgraph.runtime import Runtime
 
-from fac.agents.local_writer import BatchedLocalChat
 from fac.graph.config import OutputFormat, RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import Draft, DraftKind, GenState, Verdict
 from fac.prompts import render
-from fac.tools.catalog import FeatureRecord
+from fac.tools.catalog.records import FeatureRecord
 from fac.tools.errors import ConfigError, TransientError
-from fac.tools.llm import is_rejection, translate_error, usage
-from fac.tools.rendering import Sample
+from fac.tools.llm.client import is_rejection, translate_error, usage
+from fac.tools.llm.local_writer import BatchedLocalChat
+from fac.tools.space.rendering import Sample
 
 logger = logging.getLogger(__name__)
 

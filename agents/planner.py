@@ -17,7 +17,7 @@ from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import GenState, StopReason
-from fac.tools.catalog import Catalog
+from fac.tools.catalog.records import Catalog
 
 logger = logging.getLogger(__name__)
 

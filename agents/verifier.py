@@ -23,7 +23,7 @@ from fac.graph.checkpoint import sample_id
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import AcceptedSample, Draft, GenState, Verdict
-from fac.tools.features import SampleScores
+from fac.tools.space.features import SampleScores
 
 logger = logging.getLogger(__name__)
 

@@ -55,15 +55,15 @@ def distinct_texts(limit: int) -> list[str]:
 
 def load_space(tiny: bool, cache_dir: Path) -> Any:
     if not tiny:
-        from fac.tools.features import FeatureSpace
+        from fac.tools.space.features import FeatureSpace
 
         return FeatureSpace.load(cache_dir=cache_dir, device="cpu")
     sys.path.insert(0, str(ROOT / "tests"))
     import conftest  # the unit tests' tiny random Llama + TopK SAE, for developing this script
 
-    from fac.tools.features import FeatureSpace
-    from fac.tools.residual import LayerReader
-    from fac.tools.score_cache import ScoreCache
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.residual import LayerReader
+    from fac.tools.space.score_cache import ScoreCache
 
     reader = LayerReader(conftest.make_lm(), conftest.make_tokenizer(), conftest.TINY_LAYER, max_tokens=64,
                          token_budget=2048)
@@ -73,8 +73,8 @@ def load_space(tiny: bool, cache_dir: Path) -> Any:
 
 def load_catalog(space: Any) -> tuple[Any, str]:
     """The shipped toxicity catalog when it was built in this space, else every SAE feature (worst case)."""
-    from fac.tools.catalog import Catalog, FeatureRecord
-    from fac.tools.tasks import get_task
+    from fac.tools.catalog.records import Catalog, FeatureRecord
+    from fac.tools.catalog.tasks import get_task
 
     spec = get_task("toxicity")
     if spec.catalog is not None:

@@ -55,7 +55,7 @@ def random_sae_dir(root: Path) -> str:
     from sae_lens import TopKSAE, TopKSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
-    from fac.tools.sae_training import save_sae
+    from fac.tools.space.sae_training import save_sae
 
     torch.manual_seed(0)
     shape = RANDOM_SAE_SHAPE
@@ -68,7 +68,7 @@ def random_sae_dir(root: Path) -> str:
 
 
 def load_space(sae: str, max_tokens: int, token_budget: int) -> Any:
-    from fac.tools.features import FeatureSpace
+    from fac.tools.space.features import FeatureSpace
 
     return FeatureSpace.load("default", sae, max_tokens=max_tokens, token_budget=token_budget, device="cpu",
                              use_cache=False)
@@ -81,7 +81,7 @@ class PartTimer:
     """
 
     def __init__(self, space: Any) -> None:
-        from fac.tools.residual import decoder_blocks
+        from fac.tools.space.residual import decoder_blocks
 
         self.naive = False
         self.seconds: dict[tuple[bool, str], float] = defaultdict(float)
@@ -291,7 +291,7 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     """Measure both paths; returns the markdown section."""
     import torch
 
-    from fac.tools.saes import shipped_sae_dir
+    from fac.tools.space.saes import shipped_sae_dir
 
     started, load_before = time.time(), os.getloadavg()
     if args.sae == "default" and not (shipped_sae_dir() / "cfg.json").is_file():

@@ -39,7 +39,7 @@ def covered_by(space: Any, texts: list[Any], task: set[int], threshold: float) -
 
 def spent(reply: Any) -> int:
     """Generator tokens of one reply (prompt + completion); failed requests spend nothing."""
-    from fac.tools.llm import usage
+    from fac.tools.llm.client import usage
 
     return sum(usage(reply)) if isinstance(reply, BaseMessage) else 0
 
@@ -160,7 +160,7 @@ def main() -> None:
 
     from fac.graph.config import RunConfig
     from fac.graph.runner import RunPaths, load_catalog, make_deps, make_writer
-    from fac.tools.features import FeatureSpace
+    from fac.tools.space.features import FeatureSpace
 
     out = Path(args.out)
     cfg = RunConfig(seed=args.seed, task=args.task, budget_tokens=args.budget_tokens, goal_fac=1.0,

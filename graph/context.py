@@ -12,13 +12,13 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from fac.graph.checkpoint import SampleLog
-    from fac.tools.catalog import Catalog
-    from fac.tools.features import FeatureSpace
-    from fac.tools.rendering import Sample
+    from fac.tools.catalog.records import Catalog
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.rendering import Sample
 
 
 class Store(Protocol):
-    """The near-duplicate index (`fac.tools.store.SampleStore`): upsert by id, nearest stored neighbour."""
+    """The near-duplicate index (`fac.tools.text.store.SampleStore`): upsert by id, nearest stored neighbour."""
 
     def add(self, ids: Sequence[str], texts: Sequence[str],
             metadatas: Sequence[Mapping[str, str | int | float | bool] | None] | None = None) -> None: ...

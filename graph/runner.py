@@ -22,17 +22,17 @@ from fac.graph.builder import build_graph
 from fac.graph.checkpoint import SAMPLES_FILE, SampleLog, sqlite_saver
 from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig, make_config
 from fac.graph.context import Deps
-from fac.graph.recorder import STREAM_MODES, TraceRecorder
 from fac.graph.state import GenState
-from fac.graph.trace import RedactFilter
 from fac.tools.errors import ConfigError, InputError, TransientError
+from fac.traces.recorder import STREAM_MODES, TraceRecorder
+from fac.traces.store import RedactFilter
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from fac.tools.catalog import Catalog
-    from fac.tools.embeddings import Embedder
-    from fac.tools.features import FeatureSpace
+    from fac.tools.catalog.records import Catalog
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.text.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class _RunLog(logging.FileHandler):
 
 
 def make_embedder(cfg: RunConfig) -> Embedder:
-    from fac.tools.embeddings import HashingEmbedder, default_embedder
+    from fac.tools.text.embeddings import HashingEmbedder, default_embedder
 
     return default_embedder() if cfg.embedder == "minilm" else HashingEmbedder()
 
@@ -161,15 +161,15 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
     """The generator: an OpenAI-compatible endpoint, or an in-process chat model (shares the space's LM when
     both are the embedded default)."""
     if cfg.generator == "openai":
-        from fac.tools.llm import openai_chat
+        from fac.tools.llm.client import openai_chat
 
         chat: BaseChatModel = openai_chat(cfg.generator_model, cfg.base_url, cfg.api_key_env, cfg.temperature,
                                           cfg.max_new_tokens, cfg.timeout_s, cfg.max_retries)
         if hasattr(chat, "top_p"):
             chat.top_p = cfg.top_p
         return chat
-    from fac.agents.local_writer import BatchedLocalChat
-    from fac.tools.models import load_model
+    from fac.tools.llm.local_writer import BatchedLocalChat
+    from fac.tools.space.models import load_model
 
     settings = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
                 "batch_size": cfg.concurrency}
@@ -184,8 +184,8 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
 
 def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:
     """--catalog FILE, else the task's catalog as `fac coverage` finds it (stored, shipped, or built now)."""
-    from fac.tools.catalog_build import load_or_build_catalog
-    from fac.tools.catalog_store import open_store
+    from fac.tools.catalog.build import load_or_build_catalog
+    from fac.tools.catalog.store import open_store
 
     if cfg.catalog:
         return load_or_build_catalog(space, cfg.task, Path(cfg.catalog))
@@ -204,10 +204,10 @@ def make_deps(
     """Load what the config names (seed, feature space, catalog, store, generator); pass any to reuse it."""
     import torch
 
-    from fac.tools.datasets import read_samples
-    from fac.tools.features import FeatureSpace
-    from fac.tools.store import SampleStore, chroma_client
-    from fac.tools.tasks import get_task
+    from fac.tools.catalog.tasks import get_task
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.text.datasets import read_samples
+    from fac.tools.text.store import SampleStore, chroma_client
 
     seed = tuple(read_samples(cfg.seed, cfg.text_field))
     task = get_task(cfg.task)

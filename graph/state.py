@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fac.tools.rendering import Sample
+from fac.tools.space.rendering import Sample
 
 DraftKind = Literal["draft", "contrastive"]
 StopReason = Literal["goal", "budget", "rounds", "exhausted", "seed"]

@@ -98,9 +98,9 @@ def tiny_space(
     tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast, tiny_sae: Any, tmp_path: Path
 ) -> Any:
     """A FeatureSpace over the tiny model and SAE, with its score cache in a fresh temporary directory."""
-    from fac.tools.features import FeatureSpace
-    from fac.tools.residual import LayerReader
-    from fac.tools.score_cache import ScoreCache
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.residual import LayerReader
+    from fac.tools.space.score_cache import ScoreCache
 
     reader = LayerReader(tiny_lm, tiny_tokenizer, TINY_LAYER, max_tokens=64, token_budget=256)
     return FeatureSpace(reader, tiny_sae, "tiny-llama", "tiny-sae", cache=ScoreCache(tmp_path / "scores.sqlite"))

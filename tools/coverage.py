@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fac.tools.diversity import LengthStats, Reservoir, mean_pairwise_cosine_distance, text_baselines
-from fac.tools.embeddings import Embedder
+from fac.tools.catalog.evidence import chunked
 from fac.tools.errors import ConfigError, InputError
-from fac.tools.evidence import chunked
+from fac.tools.text.diversity import LengthStats, Reservoir, mean_pairwise_cosine_distance, text_baselines
+from fac.tools.text.embeddings import Embedder
 
 if TYPE_CHECKING:
-    from fac.tools.catalog import Catalog
-    from fac.tools.features import FeatureSpace, SampleScores
-    from fac.tools.rendering import Sample
+    from fac.tools.catalog.records import Catalog
+    from fac.tools.space.features import FeatureSpace, SampleScores
+    from fac.tools.space.rendering import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def measure_coverage(
         baseline_values = text_baselines(reservoir.items)
         if embedding_baseline:
             if embedder is None:
-                from fac.tools.embeddings import default_embedder
+                from fac.tools.text.embeddings import default_embedder
 
                 embedder = default_embedder()
             embedding_texts = reservoir.sample(embedding_size)

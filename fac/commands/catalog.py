@@ -17,9 +17,9 @@ from fac.console import console, progress, setup_logging, stdout
 from fac.tools.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from fac.tools.catalog import Catalog, FeatureRecord
-    from fac.tools.catalog_build import Progress
-    from fac.tools.catalog_store import CatalogStore
+    from fac.tools.catalog.build import Progress
+    from fac.tools.catalog.records import Catalog, FeatureRecord
+    from fac.tools.catalog.store import CatalogStore
 
 catalog_app = typer.Typer(help="Build, show and export the feature catalog of a task.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ CHROMA_PORT = typer.Option(8000, "--chroma-port", help="Port of the Chroma serve
 
 
 def _store(chroma_dir: Path | None, host: str | None, port: int) -> CatalogStore:
-    from fac.tools.catalog_store import open_store
+    from fac.tools.catalog.store import open_store
 
     if chroma_dir is not None and host is not None:
         raise ConfigError(f"give --chroma-dir ({chroma_dir}) or --chroma-host ({host}), not both")
@@ -103,10 +103,10 @@ def build(
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Build a task's feature catalog from its anchor corpus and store it (chroma, and --out/--parquet)."""
-    from fac.tools.catalog_build import build_catalog
-    from fac.tools.contrast import ContrastConfig
-    from fac.tools.judge import JudgeStats
-    from fac.tools.tasks import get_task
+    from fac.tools.catalog.build import build_catalog
+    from fac.tools.catalog.contrast import ContrastConfig
+    from fac.tools.catalog.judge import JudgeStats
+    from fac.tools.catalog.tasks import get_task
 
     setup_logging(verbose)
     if method not in ("contrast", "judge"):
@@ -160,7 +160,7 @@ def build(
 def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bool, space: Any,
           model: str) -> tuple[Any, str]:
     """The judge chat model and the name it is cached under; the local judge reuses the space's default model."""
-    from fac.tools.judge import LOCAL_JUDGE, judge_chat
+    from fac.tools.catalog.judge import LOCAL_JUDGE, judge_chat
 
     shared = opt.shared_default_model(space, model)
     chat_and_name: tuple[Any, str] = judge_chat(LOCAL_JUDGE if local else str(judge_model), base_url, key_env,
@@ -171,8 +171,8 @@ def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bo
 def _resolve(task: str | None, catalog: Path | None, guideline: Path | None, open_store: Callable[[], CatalogStore],
              space_options: opt.SpaceOptions) -> Catalog:
     """A file; else the stored catalog (the only one, or the one of the chosen space); else the shipped one."""
-    from fac.tools.catalog_build import load_catalog_file
-    from fac.tools.tasks import check_name, get_task, normalise_name
+    from fac.tools.catalog.build import load_catalog_file
+    from fac.tools.catalog.tasks import check_name, get_task, normalise_name
 
     if catalog is not None:
         loaded = load_catalog_file(catalog)
@@ -294,8 +294,8 @@ def show(
 
 def _print_query(catalog: Catalog, query: str, top: int) -> None:
     """Rank the catalog's relevant features by embedding distance (local embedder) between their document and query."""
-    from fac.tools.catalog_store import feature_document
-    from fac.tools.embeddings import default_embedder
+    from fac.tools.catalog.store import feature_document
+    from fac.tools.text.embeddings import default_embedder
 
     relevant = [r for r in catalog.records if r.relevant]
     if not relevant:

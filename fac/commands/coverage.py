@@ -14,14 +14,14 @@ from rich.text import Text
 
 from fac.commands import options as opt
 from fac.console import console, progress, setup_logging, stdout
-from fac.tools.datasets import read_records
 from fac.tools.errors import ConfigError, InputError
+from fac.tools.text.datasets import read_records
 
 if TYPE_CHECKING:
-    from fac.tools.catalog import Catalog, FeatureRecord
+    from fac.tools.catalog.records import Catalog, FeatureRecord
     from fac.tools.coverage import CoverageReport, RelevanceCheck
-    from fac.tools.embeddings import Embedder
-    from fac.tools.rendering import Sample
+    from fac.tools.space.rendering import Sample
+    from fac.tools.text.embeddings import Embedder
 
 EMBEDDERS = ("minilm", "hashing", "none")
 LENGTH_WARNING_R = 0.7
@@ -41,8 +41,8 @@ def _samples(seed: Path, text_field: str | None) -> Iterator[Sample]:
 
 def _catalog_file(path: Path, task: str) -> Catalog:
     """A catalog file (JSON or parquet export), refused when it belongs to another task."""
-    from fac.tools.catalog_build import load_catalog_file
-    from fac.tools.tasks import normalise_name
+    from fac.tools.catalog.build import load_catalog_file
+    from fac.tools.catalog.tasks import normalise_name
 
     loaded = load_catalog_file(path)
     if normalise_name(task) != loaded.task:
@@ -59,7 +59,7 @@ def _stages(bar: Any) -> Callable[[str, int], Callable[[int], None]]:
 
 
 def _embedder(name: str) -> Embedder | None:
-    from fac.tools.embeddings import HashingEmbedder, default_embedder
+    from fac.tools.text.embeddings import HashingEmbedder, default_embedder
 
     return {"minilm": default_embedder, "hashing": HashingEmbedder}.get(name, lambda: None)()
 
@@ -67,10 +67,10 @@ def _embedder(name: str) -> Embedder | None:
 def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: str, guideline: Path | None,
                  catalog: Catalog, reasons: dict[int, str], shared: Any = None) -> RelevanceCheck:
     """Strict mode's relevance check: the LLM judge (explain → verify → relevance) on the seed's own spans."""
-    from fac.tools.catalog import FeatureEvidence
-    from fac.tools.features import default_cache_dir
-    from fac.tools.judge import FeatureCandidate, JudgeCache, judge_chat, judge_features
-    from fac.tools.tasks import get_task
+    from fac.tools.catalog.judge import FeatureCandidate, JudgeCache, judge_chat, judge_features
+    from fac.tools.catalog.records import FeatureEvidence
+    from fac.tools.catalog.tasks import get_task
+    from fac.tools.space.features import default_cache_dir
 
     spec = get_task(catalog.task if guideline is None else task, guideline)
     chat, cached_as = judge_chat(judge_model, judge_url, key_env, shared=shared)  # named as catalog build does
@@ -122,10 +122,10 @@ def coverage(
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Measure FAC = |F_task ∩ A_δ(seed)| / |F_task| and list the task features the seed misses."""
-    from fac.tools.catalog_build import load_or_build_catalog
-    from fac.tools.catalog_store import open_store
+    from fac.tools.catalog.build import load_or_build_catalog
+    from fac.tools.catalog.store import open_store
+    from fac.tools.catalog.tasks import get_task
     from fac.tools.coverage import measure_coverage
-    from fac.tools.tasks import get_task
 
     setup_logging(verbose)
     if top_missing < 0 or baseline_size < 1 or embedding_size < 2 or chunk_size < 1:

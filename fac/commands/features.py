@@ -12,8 +12,8 @@ from rich.text import Text
 
 from fac.commands import options as opt
 from fac.console import console, setup_logging, stdout
-from fac.tools.datasets import read_samples
 from fac.tools.errors import InputError
+from fac.tools.text.datasets import read_samples
 
 
 def features(

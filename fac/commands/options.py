@@ -35,7 +35,7 @@ class SpaceOptions:
 
     def load(self) -> Any:
         from fac.tools.errors import ConfigError
-        from fac.tools.features import FeatureSpace
+        from fac.tools.space.features import FeatureSpace
 
         if self.mode not in ("sae", "paper"):
             raise ConfigError(f"--mode {self.mode!r}: expected 'sae' or 'paper'")
@@ -50,6 +50,6 @@ def shared_default_model(space: Any, model: str) -> Any:
     so a local judge reuses it instead of loading a second copy."""
     if model != "default":
         return None
-    from fac.tools.models import LoadedModel
+    from fac.tools.space.models import LoadedModel
 
     return LoadedModel(space.reader.model, space.reader.tokenizer, space.model_id)

@@ -14,7 +14,7 @@ def report_command(
     out: Path | None = typer.Option(None, "--out", help="HTML file to write [RUN/report.html]."),
 ) -> None:
     """Write a run's report: coverage curve, FAC before/after, per-feature table, rejections, token/time ledger."""
-    from fac.graph.report import write_report
+    from fac.traces.report import write_report
 
     path = write_report(run, out)
     stdout.print(f"report: {path}", highlight=False, markup=False)

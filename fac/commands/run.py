@@ -89,7 +89,7 @@ def run_command(
 
     setup_logging(verbose)
     if otlp_endpoint:  # fail before the models load
-        from fac.graph.otel import check_endpoint
+        from fac.traces.otel import check_endpoint
 
         check_endpoint(otlp_endpoint)
     flags = {

@@ -17,8 +17,8 @@ import typer
 
 from fac.commands import options as opt
 from fac.console import console, progress, setup_logging
-from fac.tools.datasets import read_samples
 from fac.tools.errors import ConfigError, InputError
+from fac.tools.text.datasets import read_samples
 
 sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_help=True)
 
@@ -49,9 +49,9 @@ class _Activations:
 
 def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer: int, max_texts: int | None,
                         max_tokens: int, heldout_fraction: float, seed: int, device: str | None) -> _Activations:
-    from fac.tools.models import load_model
-    from fac.tools.residual import LayerReader
-    from fac.tools.sae_training import cached_activations, split_heldout
+    from fac.tools.space.models import load_model
+    from fac.tools.space.residual import LayerReader
+    from fac.tools.space.sae_training import cached_activations, split_heldout
 
     if not 0 < heldout_fraction < 0.5:
         raise ConfigError(f"--heldout-fraction {heldout_fraction} must lie in (0, 0.5)")
@@ -111,7 +111,7 @@ def train(
 ) -> None:
     """Train a TopK SAE on the residual stream after block LAYER and report its held-out quality."""
     setup_logging(verbose)
-    from fac.tools.sae_training import SAETrainingConfig, refit_decoder, train_sae
+    from fac.tools.space.sae_training import SAETrainingConfig, refit_decoder, train_sae
 
     _check_out(out)
     cfg = SAETrainingConfig(
@@ -161,8 +161,8 @@ def refit_command(
 ) -> None:
     """Refit an SAE's decoder by least squares on a corpus; the encoder, and so every feature, is unchanged."""
     setup_logging(verbose)
-    from fac.tools.sae_training import QUALITY_FILE, evaluate_sae, refit_decoder
-    from fac.tools.saes import load_sae, sae_hook_layer
+    from fac.tools.space.sae_training import QUALITY_FILE, evaluate_sae, refit_decoder
+    from fac.tools.space.saes import load_sae, sae_hook_layer
 
     _check_out(out)
     loaded, _ = load_sae(str(sae))
@@ -186,7 +186,7 @@ def refit_command(
 
 def _save(sae: Any, out: Path, fp16: bool) -> None:
     """Write the SAE into `out` (created if missing) in sae-lens disk format."""
-    from fac.tools.sae_training import save_sae
+    from fac.tools.space.sae_training import save_sae
 
     out.mkdir(parents=True, exist_ok=True)
     save_sae(sae, out, fp16=fp16)
@@ -194,8 +194,8 @@ def _save(sae: Any, out: Path, fp16: bool) -> None:
 
 def _report(out: Path, data: _Activations, provenance: dict[str, object]) -> None:
     """Evaluate the weights as stored (fp16 included) on held-out text and write quality.json."""
-    from fac.tools.sae_training import evaluate_sae, write_quality
-    from fac.tools.saes import load_sae
+    from fac.tools.space.sae_training import evaluate_sae, write_quality
+    from fac.tools.space.saes import load_sae
 
     shipped, _ = load_sae(str(out))
     quality = evaluate_sae(shipped, data.held, n_texts=data.n_held)

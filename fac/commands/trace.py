@@ -15,15 +15,15 @@ from rich.text import Text
 from fac.console import stdout
 from fac.tools.errors import ConfigError, InputError
 
-if TYPE_CHECKING:  # fac.graph.trace imports langchain: loaded when the command runs, not for `fac --help`
-    from fac.graph.trace import FeatureStory, TraceCall, TraceStep, TraceStore, TraceVerdict
+if TYPE_CHECKING:  # fac.traces.store imports langchain: loaded when the command runs, not for `fac --help`
+    from fac.traces.store import FeatureStory, TraceCall, TraceStep, TraceStore, TraceVerdict
 
 TEXT_CHARS = 160
 
 
 def _t(value: Any, style: str = "") -> Text:
     """User and model text as a rich Text (never parsed as markup: seed data is hostile), keys redacted."""
-    from fac.graph.trace import scrub
+    from fac.traces.store import scrub
 
     return Text(scrub(str(value)), style=style)
 
@@ -107,7 +107,7 @@ def _overview(store: TraceStore, as_json: bool) -> None:
 
 
 def _story(store: TraceStore, feature: int, min_per_feature: int, as_json: bool) -> None:
-    from fac.graph.trace import feature_story
+    from fac.traces.store import feature_story
 
     story = feature_story(store, feature, min_per_feature)
     if as_json:
@@ -148,7 +148,7 @@ def _story_json(story: FeatureStory) -> dict[str, Any]:
 
 
 def _step(store: TraceStore, ref: str, as_json: bool) -> None:
-    from fac.graph.trace import parse_step_ref
+    from fac.traces.store import parse_step_ref
 
     step_id, ordinal = parse_step_ref(ref)
     step = store.step(step_id)
@@ -205,7 +205,7 @@ def _call(call: TraceCall) -> None:
 
 
 def _json(data: Any) -> None:
-    from fac.graph.trace import scrub
+    from fac.traces.store import scrub
 
     sys.stdout.write(scrub(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
 
@@ -219,7 +219,7 @@ def trace_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Show a run's trace: rounds and steps, one feature's story, or a step's LLM calls in full."""
-    from fac.graph.trace import reading
+    from fac.traces.store import reading
 
     if feature is not None and step is not None:
         raise ConfigError("give --feature or --step, not both")

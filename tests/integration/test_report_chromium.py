@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fac.graph.report import write_report
-from fac.graph.trace import TraceFeature, TraceStore
+from fac.traces.report import write_report
+from fac.traces.store import TraceFeature, TraceStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

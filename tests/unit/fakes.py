@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from fac.tools.store import SampleStore
+from fac.tools.text.store import SampleStore
 
 USAGE = {"input_tokens": 100, "output_tokens": 20, "total_tokens": 120}
 

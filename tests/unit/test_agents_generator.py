@@ -17,7 +17,7 @@ from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.runner import make_writer
 from fac.graph.state import GenState, Verdict
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.errors import TransientError
 
 CATALOG = Catalog(task="toxicity", method="judge", space={}, records=(

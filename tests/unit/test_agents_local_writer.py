@@ -9,8 +9,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-from fac.agents.local_writer import BatchedLocalChat
-from fac.tools.local_chat import LocalChatModel
+from fac.tools.llm.local_chat import LocalChatModel
+from fac.tools.llm.local_writer import BatchedLocalChat
 
 PROMPTS = [[HumanMessage("the cat sat on the mat")], [HumanMessage("why")], [HumanMessage("i hate stupid people now")]]
 

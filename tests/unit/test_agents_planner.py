@@ -11,7 +11,7 @@ from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import GenState
-from fac.tools.catalog import Catalog, FeatureRecord
+from fac.tools.catalog.records import Catalog, FeatureRecord
 
 DECISIONS: dict[int, Any] = {1: "Maybe", 2: "Yes", 3: "Probably", 4: "Yes", 5: "Yes"}
 

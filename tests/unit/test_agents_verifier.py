@@ -15,9 +15,9 @@ from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import Draft, GenState
-from fac.tools.catalog import Catalog, FeatureRecord
-from fac.tools.embeddings import HashingEmbedder
-from fac.tools.store import SampleStore, chroma_client
+from fac.tools.catalog.records import Catalog, FeatureRecord
+from fac.tools.text.embeddings import HashingEmbedder
+from fac.tools.text.store import SampleStore, chroma_client
 
 SEED = ("the cat sat on the mat", "the dog ran home")
 TEXT = "i hate stupid people"

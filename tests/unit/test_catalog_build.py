@@ -16,15 +16,15 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from fac.tools import catalog_build
-from fac.tools.catalog_build import build_catalog, load_or_build_catalog
-from fac.tools.catalog_store import CatalogStore
-from fac.tools.contrast import ContrastConfig
-from fac.tools.embeddings import HashingEmbedder
+from fac.tools.catalog import build as catalog_build
+from fac.tools.catalog.build import build_catalog, load_or_build_catalog
+from fac.tools.catalog.contrast import ContrastConfig
+from fac.tools.catalog.evidence import collect_stats
+from fac.tools.catalog.judge import JudgeCache
+from fac.tools.catalog.store import CatalogStore
+from fac.tools.catalog.tasks import TaskSpec
 from fac.tools.errors import ConfigError, InputError
-from fac.tools.evidence import collect_stats
-from fac.tools.judge import JudgeCache
-from fac.tools.tasks import TaskSpec
+from fac.tools.text.embeddings import HashingEmbedder
 
 TOXIC = ["hate", "kill", "stupid", "bad"]
 CALM = ["cat", "dog", "sat", "mat", "red", "blue"]

@@ -7,11 +7,11 @@ from pathlib import Path
 import chromadb
 import pytest
 
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.catalog_build import load_catalog_file
-from fac.tools.catalog_store import CatalogStore, collection_name, default_chroma_dir, feature_document
-from fac.tools.embeddings import HashingEmbedder
+from fac.tools.catalog.build import load_catalog_file
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.catalog.store import CatalogStore, collection_name, default_chroma_dir, feature_document
 from fac.tools.errors import InputError
+from fac.tools.text.embeddings import HashingEmbedder
 
 SPACE = {"model": "tiny-llama", "layer": 1, "sae": "tiny-sae", "mode": "sae", "threshold": 0.0, "d_sae": 128}
 KEY = "0123456789abcdef01234567"

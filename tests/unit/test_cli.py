@@ -13,7 +13,7 @@ import pytest
 from conftest import make_sae, run_cli
 
 from fac.commands.options import SpaceOptions
-from fac.tools.sae_training import save_sae
+from fac.tools.space.sae_training import save_sae
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ from langchain_core.exceptions import ModelRateLimitError
 
 from fac.commands import catalog as catalog_command
 from fac.commands import options
-from fac.tools import embeddings
-from fac.tools.catalog import Catalog
-from fac.tools.embeddings import HashingEmbedder
+from fac.tools.text import embeddings
+from fac.tools.catalog.records import Catalog
+from fac.tools.text.embeddings import HashingEmbedder
 
 TOXIC = ["hate", "kill", "stupid", "bad"]
 CALM = ["cat", "dog", "sat", "mat", "red", "blue"]

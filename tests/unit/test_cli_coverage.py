@@ -13,7 +13,7 @@ from conftest import run_cli
 
 from fac.commands import coverage as coverage_command
 from fac.commands.options import SpaceOptions
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 
 SEED = ["the cat sat on the mat", "a dog ran home", "i hate stupid people"]
 OTHER = ["we love kind people", "why is it not good", "the red dog is fast"]
@@ -143,9 +143,9 @@ def test_bad_input_is_one_line_and_exit_code_2(case: str, expected: str, setup: 
 def test_without_catalog_flag_the_task_catalog_stored_in_chroma_is_used(setup: dict[str, Any],
                                                                         capsys: pytest.CaptureFixture[str],
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from fac.tools.catalog_store import CatalogStore
-    from fac.tools.embeddings import HashingEmbedder
-    from fac.tools.store import chroma_client
+    from fac.tools.catalog.store import CatalogStore
+    from fac.tools.text.embeddings import HashingEmbedder
+    from fac.tools.text.store import chroma_client
 
     chroma = setup["tmp"] / "chroma"
     CatalogStore(chroma_client(chroma), HashingEmbedder()).save(setup["model"], setup["space"].key)

@@ -15,8 +15,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from fac.graph import runner
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.features import FeatureSpace
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.space.features import FeatureSpace
 
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import fisher_exact
 
-from fac.tools.contrast import ContrastConfig, benjamini_hochberg, contrast, fisher_two_sided, log_odds_ratio
+from fac.tools.catalog.contrast import ContrastConfig, benjamini_hochberg, contrast, fisher_two_sided, log_odds_ratio
 from fac.tools.errors import ConfigError
 
 

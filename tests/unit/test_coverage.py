@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.coverage import (
     SeedSpan,
     activated_features,
@@ -16,8 +16,8 @@ from fac.tools.coverage import (
     feature_counts,
     measure_coverage,
 )
-from fac.tools.embeddings import HashingEmbedder
 from fac.tools.errors import ConfigError, InputError
+from fac.tools.text.embeddings import HashingEmbedder
 
 SEED = ["the cat sat on the mat", "a dog ran home", "i hate stupid people", "the cat sat on the mat"]
 OTHER = ["we love kind people", "why is it not good", "the red dog is fast"]

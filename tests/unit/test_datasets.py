@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fac.tools.datasets import read_records, read_samples
 from fac.tools.errors import InputError
+from fac.tools.text.datasets import read_records, read_samples
 
 ROWS = [{"id": 1, "text": "the cat sat", "label": 0}, {"id": 2, "text": "dog ran fast", "label": 1}]
 TEXTS = ["the cat sat", "dog ran fast"]

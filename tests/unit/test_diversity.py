@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fac.tools.diversity import (
+from fac.tools.text.diversity import (
     LengthStats,
     Reservoir,
     distinct_n,
@@ -16,7 +16,7 @@ from fac.tools.diversity import (
     ngram_entropy,
     text_baselines,
 )
-from fac.tools.embeddings import HashingEmbedder
+from fac.tools.text.embeddings import HashingEmbedder
 
 
 def test_distinct_n_counts_unique_over_all_ngrams_across_the_corpus() -> None:

@@ -7,8 +7,8 @@ import importlib.metadata
 import numpy as np
 import pytest
 
-from fac.tools.embeddings import Embedder, HashingEmbedder, SentenceEmbedder, default_embedder, minilm_model_dir
 from fac.tools.errors import ConfigError
+from fac.tools.text.embeddings import Embedder, HashingEmbedder, SentenceEmbedder, default_embedder, minilm_model_dir
 
 
 def test_hashing_embedder_rows_are_unit_norm_float32_of_the_configured_dim() -> None:

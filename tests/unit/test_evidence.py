@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fac.tools.evidence import TopSpans, collect_split_stats, collect_stats
+from fac.tools.catalog.evidence import TopSpans, collect_split_stats, collect_stats
 
 TEXTS = ["the cat sat on the mat", "dog ran fast", "i hate stupid people", "we love kind people",
          "the red cat is very nice", "they kill the dog now", "why is it bad", "go home now",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fac.tools.errors import InputError
-from fac.tools.features import FeatureSpace, SampleScores
-from fac.tools.residual import TokenizedSample
+from fac.tools.space.features import FeatureSpace, SampleScores
+from fac.tools.space.residual import TokenizedSample
 
 TEXTS = ["the cat sat on the mat", "dog ran", "a red cat and a blue dog ran fast on the mat now", "why is it bad"]
 

@@ -17,10 +17,10 @@ from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.runner import RunPaths, open_run, run
 from fac.graph.state import GenState
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.embeddings import HashingEmbedder
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.errors import TransientError
-from fac.tools.store import SampleStore, chroma_client
+from fac.tools.text.embeddings import HashingEmbedder
+from fac.tools.text.store import SampleStore, chroma_client
 
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"  # the reply that fires the target feature

@@ -15,9 +15,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
 from fac.prompts import render
-from fac.tools.catalog import FeatureEvidence, FeatureRecord
-from fac.tools.errors import ConfigError, TransientError
-from fac.tools.judge import (
+from fac.tools.catalog.judge import (
     FeatureCandidate,
     JudgeCache,
     JudgeStats,
@@ -26,6 +24,8 @@ from fac.tools.judge import (
     parse_one_word_answer,
     prepare_spans,
 )
+from fac.tools.catalog.records import FeatureEvidence, FeatureRecord
+from fac.tools.errors import ConfigError, TransientError
 
 Script = list[str | Exception] | Callable[[list[BaseMessage]], str]
 GUIDE = "# Pets\n- anything about cats and dogs"
@@ -298,9 +298,9 @@ def test_bad_arguments_are_config_errors(cache: JudgeCache) -> None:
 
 def test_judge_chat_reuses_a_loaded_local_model_and_names_each_judge_as_it_is_cached(
         tiny_lm: Any, tiny_tokenizer: Any) -> None:
-    from fac.tools.judge import judge_chat
-    from fac.tools.local_chat import LocalChatModel
-    from fac.tools.models import LoadedModel
+    from fac.tools.catalog.judge import judge_chat
+    from fac.tools.llm.local_chat import LocalChatModel
+    from fac.tools.space.models import LoadedModel
 
     local, name = judge_chat("local", shared=LoadedModel(tiny_lm, tiny_tokenizer, "tiny-llama"))
     assert isinstance(local, LocalChatModel) and local.model is tiny_lm and name == "local:tiny-llama"

@@ -16,7 +16,7 @@ from langchain_core.exceptions import (
 from langchain_core.messages import AIMessage, HumanMessage
 
 from fac.tools.errors import ConfigError, TransientError
-from fac.tools.llm import (
+from fac.tools.llm.client import (
     LOCAL_API_KEY,
     chat_name,
     is_local_url,

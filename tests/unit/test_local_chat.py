@@ -11,9 +11,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fac.tools.errors import ConfigError
-from fac.tools.llm import chat_name
-from fac.tools.local_chat import LocalChatModel
-from fac.tools.models import LoadedModel
+from fac.tools.llm.client import chat_name
+from fac.tools.llm.local_chat import LocalChatModel
+from fac.tools.space.models import LoadedModel
 
 MESSAGES = [SystemMessage("you are helpful"), HumanMessage("the cat sat on the mat")]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fac.tools import models
+from fac.tools.space import models
 from fac.tools.errors import ConfigError
-from fac.tools.models import load_model, locate_default_gguf, pick_dtype
+from fac.tools.space.models import load_model, locate_default_gguf, pick_dtype
 
 has_default = pytest.mark.skipif(
     not any(d.metadata["Name"] == models.DEFAULT_MODEL_PACKAGE for d in importlib.metadata.distributions()),

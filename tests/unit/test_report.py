@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from trace_world import HIT, MISS, Demo, tiny_space
 
-from fac.graph.report import coverage_curve, plot, render_report, write_report
-from fac.graph.trace import reading
 from fac.tools.errors import InputError
+from fac.traces.report import coverage_curve, plot, render_report, write_report
+from fac.traces.store import reading
 
 SCRIPT = "<script>document.title='pwned'</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -72,7 +72,7 @@ def test_write_report_defaults_to_the_run_directory(run_dir: Path, tmp_path: Pat
 
 
 def test_the_curve_starts_at_the_seed_and_scales_into_the_plot() -> None:
-    from fac.graph.trace import TraceStep
+    from fac.traces.store import TraceStep
 
     def verify(round_: int, fac: float) -> TraceStep:
         return TraceStep(id=round_, session=1, task_id="t", node="verify", round=round_, status="done", targets=(),

@@ -8,7 +8,7 @@ from conftest import make_lm
 from transformers import PreTrainedTokenizerFast
 
 from fac.tools.errors import ConfigError
-from fac.tools.residual import LayerReader
+from fac.tools.space.residual import LayerReader
 
 TEXTS = ["the cat sat on the mat", "dog ran", "a red cat and a blue dog ran fast on the mat now", "why"]
 

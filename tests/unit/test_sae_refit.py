@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import make_sae
 
-from fac.tools.sae_training import evaluate_sae, refit_decoder
+from fac.tools.space.sae_training import evaluate_sae, refit_decoder
 
 
 def _sparse_data(n: int = 3000, d: int = 32, atoms: int = 48, active: int = 3, seed: int = 0) -> torch.Tensor:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from fac.tools.residual import LayerReader
-from fac.tools.sae_training import (
+from fac.tools.space.residual import LayerReader
+from fac.tools.space.sae_training import (
     SAETrainingConfig,
     cached_activations,
     collect_activations,

@@ -13,10 +13,10 @@ from conftest import make_sae
 from safetensors.torch import load_file
 
 from fac.tools.errors import ConfigError
-from fac.tools.features import FeatureSpace
-from fac.tools.residual import LayerReader
-from fac.tools.sae_training import save_sae
-from fac.tools.saes import load_sae, sae_hook_layer
+from fac.tools.space.features import FeatureSpace
+from fac.tools.space.residual import LayerReader
+from fac.tools.space.sae_training import save_sae
+from fac.tools.space.saes import load_sae, sae_hook_layer
 
 
 def space_with(reader: LayerReader, sae: Any) -> FeatureSpace:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fac.tools.features import FeatureSpace, SampleScores
-from fac.tools.score_cache import ScoreCache
+from fac.tools.space.features import FeatureSpace, SampleScores
+from fac.tools.space.score_cache import ScoreCache
 
 TEXTS = ["the cat sat on the mat", "dog ran fast", "why is it bad"]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from chromadb.utils.embedding_functions import DefaultEmbeddingFunction
 
-from fac.tools.embeddings import HashingEmbedder
 from fac.tools.errors import ConfigError
-from fac.tools.store import SampleStore, chroma_client
+from fac.tools.text.embeddings import HashingEmbedder
+from fac.tools.text.store import SampleStore, chroma_client
 
 TEXTS = ["the cat sat on the mat", "a dog ran home fast", "quarterly revenue grew four percent"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fac.prompts import guideline
+from fac.tools.catalog.tasks import get_task, known_tasks
 from fac.tools.errors import InputError
-from fac.tools.tasks import get_task, known_tasks
 
 
 def test_toxicity_ships_its_anchor_background_and_catalog_inside_the_package() -> None:

@@ -11,8 +11,8 @@ import pytest
 from fakes import FlakyStore
 from trace_world import HIT, MISS, Demo, tiny_space
 
-from fac.graph.trace import TRACE_FILE, feature_story, open_trace, parse_step_ref, reading, scrub
 from fac.tools.errors import InputError, TransientError
+from fac.traces.store import TRACE_FILE, feature_story, open_trace, parse_step_ref, reading, scrub
 
 KEY = "sk-live-0123456789abcdefghij"  # key-shaped
 ENV_SECRET = "plain-env-secret-value-42"  # only known as an environment variable's value
@@ -129,7 +129,7 @@ def test_otlp_export_mirrors_steps_and_llm_calls(demo: Demo, monkeypatch: pytest
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from fac.graph import otel
+    from fac.traces import otel
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -151,8 +151,8 @@ def test_otlp_export_mirrors_steps_and_llm_calls(demo: Demo, monkeypatch: pytest
 
 
 def test_otlp_endpoint_must_be_an_http_url() -> None:
-    from fac.graph.otel import traces_url
     from fac.tools.errors import ConfigError
+    from fac.traces.otel import traces_url
 
     assert traces_url("http://localhost:6006") == "http://localhost:6006/v1/traces"
     assert traces_url("https://cloud.langfuse.com/api/public/otel/v1/traces/").endswith("/otel/v1/traces")

@@ -15,9 +15,9 @@ from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.runner import RunPaths, open_run, run
-from fac.tools.catalog import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.embeddings import HashingEmbedder
-from fac.tools.store import SampleStore, chroma_client
+from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
+from fac.tools.text.embeddings import HashingEmbedder
+from fac.tools.text.store import SampleStore, chroma_client
 
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"  # fires the target feature
@@ -78,9 +78,9 @@ def tiny_space(tiny_lm: Any, tiny_tokenizer: Any, tiny_sae: Any, tmp: Path) -> A
     """A FeatureSpace over the session's tiny model and SAE (for module-scoped fixtures)."""
     from conftest import TINY_LAYER  # tests/conftest.py
 
-    from fac.tools.features import FeatureSpace
-    from fac.tools.residual import LayerReader
-    from fac.tools.score_cache import ScoreCache
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.residual import LayerReader
+    from fac.tools.space.score_cache import ScoreCache
 
     reader = LayerReader(tiny_lm, tiny_tokenizer, TINY_LAYER, max_tokens=64, token_budget=256)
     return FeatureSpace(reader, tiny_sae, "tiny-llama", "tiny-sae", cache=ScoreCache(tmp / "scores.sqlite"))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fac.tools.errors import InputError
-from fac.tools.rendering import Sample
+from fac.tools.space.rendering import Sample
 
 TEXT_FIELDS = ("text", "tweet", "content", "sentence", "question", "instruction", "prompt")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".csv.gz", ".parquet", ".txt", ".txt.gz")

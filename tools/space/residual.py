@@ -10,7 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from fac.tools.errors import ConfigError
-from fac.tools.rendering import Rendered, Renderer, RenderMode, Sample
+from fac.tools.space.rendering import Rendered, Renderer, RenderMode, Sample
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fac.tools.catalog import Catalog, FeatureRecord
-from fac.tools.embeddings import Embedder
+from fac.tools.catalog.records import Catalog, FeatureRecord
 from fac.tools.errors import ConfigError, ParseError
-from fac.tools.store import DIM_KEY, EMBEDDER_KEY, SPACE_KEY
+from fac.tools.text.embeddings import Embedder
+from fac.tools.text.store import DIM_KEY, EMBEDDER_KEY, SPACE_KEY
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -47,7 +47,7 @@ class StoredCatalog:
 
 def default_chroma_dir() -> Path:
     """$FAC_CACHE_DIR/chroma, else ~/.cache/fac/chroma."""
-    from fac.tools.features import default_cache_dir
+    from fac.tools.space.features import default_cache_dir
 
     return Path(default_cache_dir()) / "chroma"
 
@@ -55,7 +55,7 @@ def default_chroma_dir() -> Path:
 def open_store(path: Path | None = None, host: str | None = None, port: int = 8000,
                embedder: Embedder | None = None) -> CatalogStore:
     """The catalog store: embedded at `path` (default under the fac cache), or a Chroma server at host:port."""
-    from fac.tools.store import chroma_client
+    from fac.tools.text.store import chroma_client
 
     client = chroma_client(None, host, port) if host else chroma_client(path or default_chroma_dir())
     return CatalogStore(client, embedder)
@@ -85,7 +85,7 @@ class CatalogStore:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:  # loaded only when something must be embedded
-            from fac.tools.embeddings import default_embedder
+            from fac.tools.text.embeddings import default_embedder
 
             self._embedder = default_embedder()
         return self._embedder

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from fac.tools.residual import LayerReader
+from fac.tools.space.residual import LayerReader
 
 if TYPE_CHECKING:
     from sae_lens import SAE

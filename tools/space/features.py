@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from fac.tools.errors import ConfigError, InputError
-from fac.tools.rendering import RenderMode, Sample
-from fac.tools.residual import LayerReader, TokenizedSample
-from fac.tools.score_cache import ScoreCache
+from fac.tools.space.rendering import RenderMode, Sample
+from fac.tools.space.residual import LayerReader, TokenizedSample
+from fac.tools.space.score_cache import ScoreCache
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -118,7 +118,7 @@ class FeatureSpace:
     cache: ScoreCache | None = None
 
     def __post_init__(self) -> None:
-        from fac.tools.saes import sae_hook_layer
+        from fac.tools.space.saes import sae_hook_layer
 
         d_model, d_in = self.reader.d_model, int(self.sae.cfg.d_in)
         if d_in != d_model:
@@ -178,8 +178,8 @@ class FeatureSpace:
         use_cache: bool = True,
     ) -> FeatureSpace:
         """Load model + SAE; the layer defaults to the SAE's own hook layer."""
-        from fac.tools.models import load_model
-        from fac.tools.saes import load_sae, sae_hook_layer
+        from fac.tools.space.models import load_model
+        from fac.tools.space.saes import load_sae, sae_hook_layer
 
         loaded_sae, sae_id = load_sae(sae)
         hooked = sae_hook_layer(loaded_sae)

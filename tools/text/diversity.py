@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from fac.tools.embeddings import Embedder
+from fac.tools.text.embeddings import Embedder
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 T = TypeVar("T")

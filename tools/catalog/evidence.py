@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from fac.tools.catalog import FeatureEvidence
+from fac.tools.catalog.records import FeatureEvidence
 
 if TYPE_CHECKING:
-    from fac.tools.features import FeatureSpace, SampleScores
-    from fac.tools.rendering import Sample
+    from fac.tools.space.features import FeatureSpace, SampleScores
+    from fac.tools.space.rendering import Sample
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

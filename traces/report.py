@@ -18,7 +18,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from fac.graph.trace import (
+from fac.tools.errors import InputError
+from fac.traces.store import (
     TraceCall,
     TraceStep,
     TraceStore,
@@ -29,7 +30,6 @@ from fac.graph.trace import (
     reading,
     scrub,
 )
-from fac.tools.errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from fac.tools.errors import ConfigError
 if TYPE_CHECKING:
     from langchain_core.callbacks import CallbackManagerForLLMRun
 
-    from fac.tools.models import LoadedModel
+    from fac.tools.space.models import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class LocalChatModel(BaseChatModel):
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, **settings: Any) -> LocalChatModel:
-        """Wrap a LoadedModel (from `fac.tools.models.load_model`)."""
+        """Wrap a LoadedModel (from `fac.tools.space.models.load_model`)."""
         if not getattr(loaded.tokenizer, "chat_template", None):
             raise ConfigError(f"model {loaded.model_id} has no chat template; the local judge needs an "
                               "instruct/chat model")
@@ -67,7 +67,7 @@ class LocalChatModel(BaseChatModel):
     @classmethod
     def default(cls, **settings: Any) -> LocalChatModel:
         """The embedded SmolLM2-135M-Instruct (weak as a judge: for offline runs and smoke tests)."""
-        from fac.tools.models import load_model
+        from fac.tools.space.models import load_model
 
         return cls.from_loaded(load_model("default"), **settings)
 

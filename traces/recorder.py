@@ -29,8 +29,8 @@ from langchain_core.messages import BaseMessage
 from fac.agents.generator import evidence_spans, prompt_hash
 from fac.agents.planner import status
 from fac.graph.state import Draft, GenState
-from fac.graph.trace import TraceCall, TraceFeature, TraceStep, TraceStore, env_secrets
-from fac.tools.llm import usage
+from fac.tools.llm.client import usage
+from fac.traces.store import TraceCall, TraceFeature, TraceStep, TraceStore, env_secrets
 
 if TYPE_CHECKING:
     from langchain_core.outputs import LLMResult
@@ -173,7 +173,7 @@ class TraceRecorder(BaseCallbackHandler):
         """A recorder writing run_dir/trace.sqlite (appending a session on resume), optionally exporting OTLP."""
         extra = list(listeners)
         if otlp_endpoint:
-            from fac.graph.otel import otlp_listener
+            from fac.traces.otel import otlp_listener
 
             extra.append(otlp_listener(otlp_endpoint, deps.run_id))
         store = TraceStore.create(run_dir, env_secrets([deps.config.api_key_env]))

@@ -15,8 +15,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from fac.graph.trace import TraceCall, TraceStep
 from fac.tools.errors import ConfigError
+from fac.traces.store import TraceCall, TraceStep
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

@@ -12,7 +12,7 @@ is settled (relevant False, reason kept).
 Every call goes through JudgeCache, keyed by the judge model name and the full rendered messages
 (templates, guideline and spans included), so the same inputs are never asked twice and an
 interrupted run resumes where it stopped. The feature id is not in the prompt: features with
-identical spans share answers. Transient faults are retried by the chat client (see fac.tools.llm).
+identical spans share answers. Transient faults are retried by the chat client (see fac.tools.llm.client).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from fac.prompts import render
-from fac.tools.catalog import Decision, FeatureEvidence, FeatureRecord
+from fac.tools.catalog.records import Decision, FeatureEvidence, FeatureRecord
 from fac.tools.errors import ConfigError
-from fac.tools.llm import chat_name, first_line, is_rejection, translate_error, usage
+from fac.tools.llm.client import chat_name, first_line, is_rejection, translate_error, usage
 from fac.tools.sqlite_wal import connect_wal
 
 if TYPE_CHECKING:
-    from fac.tools.models import LoadedModel
+    from fac.tools.space.models import LoadedModel
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ _LABEL = re.compile(r"^\W*(?:feature\s+)?(?:explanation|description|answer|summa
 
 @runtime_checkable
 class ChoiceModel(Protocol):
-    """A chat model that can score a closed set of replies (fac.tools.local_chat.LocalChatModel)."""
+    """A chat model that can score a closed set of replies (fac.tools.llm.local_chat.LocalChatModel)."""
 
     def choose(self, messages: Sequence[BaseMessage], choices: Sequence[str]) -> AIMessage: ...
 
@@ -317,11 +317,11 @@ def judge_chat(model: str, base_url: str | None = None, key_env: str = "OPENAI_A
     the OpenAI-compatible endpoint at `base_url` (None: OpenAI), key from $`key_env`.
     """
     if model == LOCAL_JUDGE:
-        from fac.tools.local_chat import LocalChatModel
+        from fac.tools.llm.local_chat import LocalChatModel
 
         local = LocalChatModel.from_loaded(shared) if shared is not None else LocalChatModel.default()
         return local, f"local:{local.model_id}"
-    from fac.tools.llm import openai_chat
+    from fac.tools.llm.client import openai_chat
 
     return openai_chat(model, base_url, api_key_env=key_env), f"{model}@{base_url or 'openai'}"
 

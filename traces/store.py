@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from fac.tools.errors import InputError
-from fac.tools.llm import redact
+from fac.tools.llm.client import redact
 from fac.tools.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)

@@ -14,20 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from fac.tools.catalog import SPACE_FIELDS, Catalog, FeatureRecord
-from fac.tools.contrast import ContrastConfig, contrast
-from fac.tools.datasets import read_records
+from fac.tools.catalog.contrast import ContrastConfig, contrast
+from fac.tools.catalog.evidence import CorpusStats, collect_split_stats, collect_stats
+from fac.tools.catalog.records import SPACE_FIELDS, Catalog, FeatureRecord
+from fac.tools.catalog.tasks import TaskSpec, check_name, get_task, normalise_name
 from fac.tools.errors import ConfigError, InputError
-from fac.tools.evidence import CorpusStats, collect_split_stats, collect_stats
-from fac.tools.tasks import TaskSpec, check_name, get_task, normalise_name
+from fac.tools.text.datasets import read_records
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from fac.tools.catalog_store import CatalogStore
-    from fac.tools.features import FeatureSpace
-    from fac.tools.judge import JudgeCache, JudgeStats
-    from fac.tools.rendering import Sample
+    from fac.tools.catalog.judge import JudgeCache, JudgeStats
+    from fac.tools.catalog.store import CatalogStore
+    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.rendering import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ def judge_records(
     "contrast" (the contrast test's relevant features first, by log-odds; needs `background`), so a
     capped judge budget goes to the most task-specific features. `stats` accumulates calls and tokens.
     """
-    from fac.tools.features import default_cache_dir
-    from fac.tools.judge import FeatureCandidate, JudgeCache, judge_features
+    from fac.tools.catalog.judge import FeatureCandidate, JudgeCache, judge_features
+    from fac.tools.space.features import default_cache_dir
 
     active = [j for j in pos.active_features(min_count) if pos.evidence(j)]
     if order == "contrast":

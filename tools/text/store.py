@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fac.tools.embeddings import Embedder
 from fac.tools.errors import ConfigError
+from fac.tools.text.embeddings import Embedder
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

@@ -21,7 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from pydantic import Field
 
-from fac.tools.local_chat import LocalChatModel
+from fac.tools.llm.local_chat import LocalChatModel
 
 logger = logging.getLogger(__name__)
 
