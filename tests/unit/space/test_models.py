@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fac.tools.space import models
 from fac.tools.errors import ConfigError
+from fac.tools.space import models
 from fac.tools.space.models import load_model, locate_default_gguf, pick_dtype
 
 has_default = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from fac.graph.checkpoint import memory_saver
 from fac.graph.studio import graph, studio_graph
 from fac.tools.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _shape(g: Any) -> tuple[list[str], list[tuple[str, str, bool]]]:

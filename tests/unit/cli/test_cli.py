@@ -15,7 +15,7 @@ from conftest import make_sae, run_cli
 from fac.commands.options import SpaceOptions
 from fac.tools.space.sae_training import save_sae
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

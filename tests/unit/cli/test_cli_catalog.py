@@ -14,8 +14,8 @@ from langchain_core.exceptions import ModelRateLimitError
 
 from fac.commands import catalog as catalog_command
 from fac.commands import options
-from fac.tools.text import embeddings
 from fac.tools.catalog.records import Catalog
+from fac.tools.text import embeddings
 from fac.tools.text.embeddings import HashingEmbedder
 
 TOXIC = ["hate", "kill", "stupid", "bad"]
