@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from fac.agents.generator import sample_text
 from fac.graph.context import Deps
 from fac.graph.state import GenState
 from fac.tools.coverage import activated_features, fac_score
+from fac.tools.space.rendering import sample_text
 
 logger = logging.getLogger(__name__)
 

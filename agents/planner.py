@@ -8,7 +8,7 @@ exhausted once it has had `max_attempts_per_feature` drafts without reaching `mi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -17,6 +17,7 @@ from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import GenState, StopReason
+from fac.graph.status import exhausted_features, goal_reached
 from fac.tools.catalog.records import Catalog
 
 logger = logging.getLogger(__name__)
@@ -25,52 +26,11 @@ RELEVANCE_RANK = {"Yes": 3, "Probably": 2, "Maybe": 1, "No": 0}
 PROMPT_TOKENS_GUESS = 400  # prompt tokens per draft assumed before the first draft is measured
 
 
-@dataclass(frozen=True)
-class Status:
-    """Coverage at a glance: what progress bars and reports show."""
-
-    fac_before: float
-    fac_now: float
-    goal_fac: float
-    covered: int  # task features covered (seed + synthesis)
-    n_task: int
-    missing: int  # task features still uncovered
-    exhausted: int
-    short: int  # newly covered features below min_per_feature
-    accepted: int
-    tokens_used: int
-    budget_tokens: int
-    round: int
-    stop_reason: StopReason | None
-    stop_detail: str
-
-
-def status(state: GenState, cfg: RunConfig) -> Status:
-    new = state.newly_covered()
-    short = sum(1 for j in new if state.counts.get(j, 0) < cfg.min_per_feature)
-    return Status(state.fac_before, state.fac_now(), cfg.goal_fac, state.n_seed_covered + len(new),
-                  len(state.task_features), len(state.missing) - len(new), len(state.exhausted), short,
-                  state.n_accepted, state.tokens_used, cfg.budget_tokens, state.round, state.stop_reason,
-                  state.stop_detail)
-
-
-def exhausted_features(state: GenState, cfg: RunConfig) -> frozenset[int]:
-    """Missing features that used up their attempts short of min_per_feature (recomputed: limits may grow)."""
-    return frozenset(j for j in state.missing if state.attempts.get(j, 0) >= cfg.max_attempts_per_feature
-                     and state.counts.get(j, 0) < cfg.min_per_feature)
-
-
 def open_features(state: GenState, cfg: RunConfig) -> list[int]:
     """Features still worth a draft: uncovered ones while FAC is below the goal, and covered-but-short ones."""
     below_goal = state.fac_now() < cfg.goal_fac - 1e-9
     return [j for j in state.missing if j not in state.exhausted and state.counts.get(j, 0) < cfg.min_per_feature
             and (below_goal or state.counts.get(j, 0) > 0)]
-
-
-def goal_reached(state: GenState, cfg: RunConfig) -> bool:
-    """FAC at the goal and every newly covered feature at its minimum (or exhausted trying)."""
-    return state.fac_now() >= cfg.goal_fac - 1e-9 and all(
-        state.counts.get(j, 0) >= cfg.min_per_feature or j in state.exhausted for j in state.newly_covered())
 
 
 def draft_cost(state: GenState, cfg: RunConfig) -> float:

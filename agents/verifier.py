@@ -17,12 +17,12 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from fac.agents.generator import SCAFFOLD
-from fac.agents.planner import goal_reached
+from fac.agents.replies import SCAFFOLD
 from fac.graph.checkpoint import sample_id
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import AcceptedSample, Draft, GenState, Verdict
+from fac.graph.status import goal_reached
 from fac.tools.space.features import SampleScores
 
 logger = logging.getLogger(__name__)

@@ -65,8 +65,10 @@ def run_fac(deps_args: dict[str, Any], cfg: Any, out: Path) -> dict[str, Any]:
 
 def run_open_loop(deps: Any, budget: int) -> dict[str, Any]:
     """The paper's recipe, batched 8 features at a time, in the planner's priority order, until the budget."""
-    from fac.agents.generator import build_requests, call_generator, parse_reply
+    from fac.agents.generator import call_generator
     from fac.agents.planner import priority
+    from fac.agents.prompting import build_requests
+    from fac.agents.replies import parse_reply
     from fac.graph.state import GenState, Verdict
 
     cfg, space = deps.config, deps.space
@@ -117,8 +119,11 @@ def run_open_loop(deps: Any, budget: int) -> dict[str, Any]:
 def run_untargeted(deps: Any, budget: int) -> dict[str, Any]:
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from fac.agents.generator import Request, call_generator, fewshot, parse_reply, prompt_hash
+    from fac.agents.generator import call_generator
+    from fac.agents.prompting import Request, fewshot
+    from fac.agents.replies import parse_reply
     from fac.prompts import render
+    from fac.tools.llm.calls import messages_hash as prompt_hash
 
     cfg, space = deps.config, deps.space
     task = set(deps.catalog.task_features())

@@ -18,6 +18,7 @@ from fac.commands.sae import sae_app
 from fac.commands.trace import trace_command
 from fac.console import console
 from fac.tools.errors import FacError, TransientError
+from fac.tools.redaction import redact
 
 app = typer.Typer(
     name="fac",
@@ -42,10 +43,11 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
     except FacError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(redact(str(err)))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(2)
     except TransientError as err:  # an endpoint down after the client's retries: nothing is lost, rerun resumes
-        console.print(f"[yellow]stopped:[/yellow] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
+        console.print(f"[yellow]stopped:[/yellow] {escape(redact(str(err)))}", highlight=False, markup=True,
+                      soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
     except (click.exceptions.UsageError, typer.TyperException) as err:  # typer >= 0.20 vendors its own click
         message = err.format_message().strip()  # empty or the help text when no arguments are given

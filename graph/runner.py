@@ -17,15 +17,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fac.agents.planner import Status, status
 from fac.graph.builder import build_graph
 from fac.graph.checkpoint import SAMPLES_FILE, SampleLog, sqlite_saver
 from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig, make_config
 from fac.graph.context import Deps
 from fac.graph.state import GenState
+from fac.graph.status import Status, status
 from fac.tools.errors import ConfigError, InputError, TransientError
+from fac.tools.redaction import RedactFilter
 from fac.traces.recorder import STREAM_MODES, TraceRecorder
-from fac.traces.store import RedactFilter
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fac.tools.coverage import fac_score
 from fac.tools.space.rendering import Sample
 
 DraftKind = Literal["draft", "contrastive"]
@@ -91,10 +92,13 @@ class GenState:
         """Missing features with at least one accepted sample."""
         return {j for j in self.missing if self.counts.get(j, 0) > 0}
 
+    def covered(self) -> set[int]:
+        """Task features the seed or an accepted sample activates: F_task ∩ A(seed + samples)."""
+        return (set(self.task_features) - set(self.missing)) | self.newly_covered()
+
     def fac_now(self) -> float:
-        if not self.task_features:
-            return 0.0
-        return (self.n_seed_covered + len(self.newly_covered())) / len(self.task_features)
+        """FAC of seed + accepted samples, by the same formula as `fac coverage` (0 before the seed is measured)."""
+        return fac_score(self.task_features, self.covered()) if self.task_features else 0.0
 
     @property
     def n_accepted(self) -> int:

@@ -26,11 +26,13 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 
-from fac.agents.generator import evidence_spans, prompt_hash
-from fac.agents.planner import status
 from fac.graph.state import Draft, GenState
+from fac.graph.status import status
+from fac.tools.catalog.records import evidence_spans
+from fac.tools.llm.calls import messages_hash
 from fac.tools.llm.client import usage
-from fac.traces.store import TraceCall, TraceFeature, TraceStep, TraceStore, env_secrets
+from fac.tools.redaction import env_secrets
+from fac.traces.store import TraceCall, TraceFeature, TraceStep, TraceStore
 
 if TYPE_CHECKING:
     from langchain_core.outputs import LLMResult
@@ -269,7 +271,7 @@ class TraceRecorder(BaseCallbackHandler):
                             metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
         conversation = messages[0] if messages else []
         prompt = [{"role": m.type, "content": _message_text(m)} for m in conversation]
-        self._call_started(run_id, serialized, prompt, prompt_hash(conversation), metadata, kwargs)
+        self._call_started(run_id, serialized, prompt, messages_hash(conversation), metadata, kwargs)
 
     def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], *, run_id: UUID,
                      parent_run_id: UUID | None = None, tags: list[str] | None = None,

@@ -19,16 +19,16 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from fac.tools.errors import InputError
+from fac.tools.redaction import redact
 from fac.traces.store import (
     TraceCall,
     TraceStep,
     TraceStore,
     TraceVerdict,
-    exhausted_features,
     feature_status,
     missing_features,
     reading,
-    scrub,
+    recorded_exhausted,
 )
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def feature_rows(store: TraceStore, steps: list[TraceStep], verdicts: list[Trace
     """One row per feature the run worked on (the seed's missing features), in id order."""
     info = store.features()
     missing = missing_features(steps)
-    exhausted = exhausted_features(steps)
+    exhausted = recorded_exhausted(steps)
     targeted = {v.feature for v in verdicts} | {j for s in steps if s.node == "plan" for j in s.targets}
     features = sorted(set(missing) if missing is not None else targeted)
     by_call = {c.id: c for c in calls}
@@ -197,7 +197,7 @@ def render_report(run_dir: Path) -> str:
         features=features, rejected=[v for v in verdicts if v.decision == "rejected"],
         accepted=sum(1 for v in verdicts if v.decision == "accepted"), ledger=ledger(steps, calls),
         n_steps=len(steps), generated_at=_when(time.time()))
-    clean: str = scrub(html)
+    clean: str = redact(html)
     return clean
 
 

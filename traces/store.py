@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -27,14 +26,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from fac.tools.errors import InputError
-from fac.tools.llm.client import redact
+from fac.tools.redaction import redact
 from fac.tools.sqlite_wal import connect_wal
 
 logger = logging.getLogger(__name__)
 
 TRACE_FILE = "trace.sqlite"
 SCHEMA_VERSION = "1"
-SECRET_SUFFIXES = ("_KEY", "_TOKEN", "_SECRET", "_PASSWORD")
 StepStatus = Literal["running", "done", "error", "crashed"]
 Decision = Literal["accepted", "rejected"]
 
@@ -65,37 +63,6 @@ _CALLS = """SELECT c.*, s.id AS step, ROW_NUMBER() OVER (PARTITION BY c.session,
 FROM calls c LEFT JOIN steps s ON s.session = c.session AND s.task_id = c.task_id"""
 
 
-# --- redaction -------------------------------------------------------------------------------------------------
-
-
-def env_secrets(names: Iterable[str] = ()) -> frozenset[str]:
-    """Values of the variables whose names end in _KEY/_TOKEN/_SECRET/_PASSWORD, and of `names` (e.g. api_key_env)."""
-    wanted = set(names)
-    return frozenset(v for k, v in os.environ.items()
-                     if (k.upper().endswith(SECRET_SUFFIXES) or k in wanted) and len(v.strip()) >= 8)
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with key-shaped strings and secret values (environment and `secrets`) replaced by ***."""
-    clean: str = redact(text, set(secrets) | env_secrets())
-    return clean
-
-
-class RedactFilter(logging.Filter):
-    """A handler filter that redacts keys from each record's message (the record is changed for every handler)."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = frozenset(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub(message, self.secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_text:
-            record.exc_text = scrub(record.exc_text, self.secrets)
-        return True
 
 
 # --- records ---------------------------------------------------------------------------------------------------
@@ -227,9 +194,9 @@ class TraceStore:
     # writing: every text goes through _clean (redaction), every call is one committed statement
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            return scrub(value, self.secrets)
+            return redact(value, self.secrets)
         if isinstance(value, dict | list | tuple):
-            return scrub(_dumps(value), self.secrets)
+            return redact(_dumps(value), self.secrets)
         return value
 
     def _write(self, sql: str, *params: Any) -> int:
@@ -422,7 +389,7 @@ def missing_features(steps: Sequence[TraceStep]) -> tuple[int, ...] | None:
     return None
 
 
-def exhausted_features(steps: Sequence[TraceStep]) -> tuple[int, ...]:
+def recorded_exhausted(steps: Sequence[TraceStep]) -> tuple[int, ...]:
     """Exhausted features as the last finished plan step saw them."""
     for step in reversed(steps):
         if step.node == "plan" and "exhausted" in step.outputs:
@@ -461,7 +428,7 @@ def feature_story(store: TraceStore, feature: int, min_per_feature: int = 1) -> 
     failed = tuple(c for c in calls.values() if c.feature == feature and c.error)
     credited = tuple(v for v in verdicts if v.decision == "accepted" and v.feature != feature and feature in v.credited)
     accepted = sum(1 for v in verdicts if v.decision == "accepted" and feature in v.credited)
-    status = feature_status(feature, missing, exhausted_features(steps), accepted, len(own), min_per_feature)
+    status = feature_status(feature, missing, recorded_exhausted(steps), accepted, len(own), min_per_feature)
     return FeatureStory(feature, info, status, planned, attempts, failed, credited, accepted)
 
 

@@ -23,9 +23,9 @@ TEXT_CHARS = 160
 
 def _t(value: Any, style: str = "") -> Text:
     """User and model text as a rich Text (never parsed as markup: seed data is hostile), keys redacted."""
-    from fac.traces.store import scrub
+    from fac.tools.redaction import redact
 
-    return Text(scrub(str(value)), style=style)
+    return Text(redact(str(value)), style=style)
 
 
 def _clip(text: str, limit: int = TEXT_CHARS) -> str:
@@ -205,9 +205,9 @@ def _call(call: TraceCall) -> None:
 
 
 def _json(data: Any) -> None:
-    from fac.traces.store import scrub
+    from fac.tools.redaction import redact
 
-    sys.stdout.write(scrub(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
+    sys.stdout.write(redact(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
 
 
 def trace_command(

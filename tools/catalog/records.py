@@ -46,6 +46,27 @@ class FeatureRecord(BaseModel):
     stats: dict[str, float] = Field(default_factory=dict)
 
 
+SPAN_WORDS = 12  # evidence spans shown in prompts are cut to their last words (the paper: last 10 tokens)
+MAX_SPANS = 5
+
+
+def short_span(span: str, words: int = SPAN_WORDS) -> str:
+    """The last `words` words of an evidence span."""
+    return " ".join(span.split()[-words:])
+
+
+def evidence_spans(record: FeatureRecord | None) -> list[str]:
+    """A feature's distinct evidence spans as prompts and traces show them: cut short, strongest first."""
+    if record is None:
+        return []
+    spans: list[str] = []
+    for ev in record.evidence:
+        span = short_span(ev.span)
+        if span and span not in spans:
+            spans.append(span)
+    return spans[:MAX_SPANS]
+
+
 class Catalog(BaseModel):
     """The catalog of one task in one feature space."""
 

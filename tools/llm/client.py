@@ -1,5 +1,5 @@
 """OpenAI-compatible chat models (OpenAI, vLLM, llama.cpp, any /v1/chat/completions server), token usage,
-key redaction, and translation of provider errors into fac's errors.
+and translation of provider errors into fac's errors.
 
 Retries: transient faults (HTTP 408/409/429/5xx, connection errors, timeouts) are retried by the
 OpenAI client itself, `max_retries` times with exponential back-off. What still fails afterwards
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from collections.abc import Iterable
 from functools import cache
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
@@ -34,6 +32,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import SecretStr
 
 from fac.tools.errors import ConfigError, TransientError
+from fac.tools.redaction import redact
 
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI
@@ -42,11 +41,6 @@ logger = logging.getLogger(__name__)
 
 LOCAL_API_KEY = "EMPTY"  # vLLM / llama.cpp servers accept any key unless started with --api-key
 _BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
-_KEY_PATTERNS = (
-    re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{8,}"),  # OpenAI-style keys
-    re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{8,}"),
-    re.compile(r"(?i)((?:api[_-]?key|authorization|token)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{8,}"),
-)
 
 
 def is_local_url(base_url: str | None) -> bool:
@@ -138,16 +132,6 @@ def usage(message: BaseMessage) -> tuple[int, int]:
     """(input tokens, output tokens) from the message's usage_metadata; 0 when the server sent none."""
     meta = getattr(message, "usage_metadata", None) or {}
     return int(meta.get("input_tokens", 0) or 0), int(meta.get("output_tokens", 0) or 0)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with API keys hidden: key-shaped strings, bearer tokens, and the values of key variables."""
-    values = set(secrets) | {v for k, v in os.environ.items() if k.endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
-    for value in sorted((v for v in values if len(v) >= 8), key=len, reverse=True):
-        text = text.replace(value, "***")
-    for pattern in _KEY_PATTERNS:
-        text = pattern.sub(r"\1***", text)
-    return text
 
 
 def is_rejection(err: BaseException) -> bool:

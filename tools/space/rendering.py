@@ -19,6 +19,11 @@ Sample = str | Sequence[Message]
 _SENTINEL = "\u2063FAC-SENTINEL\u2063"
 
 
+def sample_text(sample: Sample) -> str:
+    """A sample as one text: a conversation's turns joined by blank lines."""
+    return sample if isinstance(sample, str) else "\n\n".join(m["content"] for m in sample)
+
+
 @dataclass(frozen=True)
 class Rendered:
     """The full string the model reads; [content_start, content_end) is the scored region."""

@@ -12,7 +12,9 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
-from fac.agents.generator import Request, build_requests, call_generator, generate, parse_reply
+from fac.agents.generator import call_generator, generate
+from fac.agents.prompting import Request, build_requests
+from fac.agents.replies import parse_reply
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.runner import make_writer

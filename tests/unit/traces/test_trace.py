@@ -12,7 +12,8 @@ from fakes import FlakyStore
 from trace_world import HIT, MISS, Demo, tiny_space
 
 from fac.tools.errors import InputError, TransientError
-from fac.traces.store import TRACE_FILE, feature_story, open_trace, parse_step_ref, reading, scrub
+from fac.tools.redaction import redact as scrub
+from fac.traces.store import TRACE_FILE, feature_story, open_trace, parse_step_ref, reading
 
 KEY = "sk-live-0123456789abcdefghij"  # key-shaped
 ENV_SECRET = "plain-env-secret-value-42"  # only known as an environment variable's value

@@ -1,0 +1,60 @@
+"""Reading a generator reply: the one sample it holds in the run's output format, or None.
+
+Weak generators wrap their sample in preambles ("Sure, here is..."), labels ("Example 2:"), bullets,
+quotes and further items; the parser keeps the first sample and drops the rest. `SCAFFOLD` matches the
+contrastive prompt's own wording, which a draft that copied the prompt still holds.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fac.graph.config import OutputFormat
+
+_PREAMBLE = re.compile(r"^\s*(?:(?:sure|okay|ok|certainly|of course|here(?:'s| is| are))\b[^\n]*|[^\n]{0,60}:)[ \t]*\n",
+                       re.I)
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_LABEL = re.compile(r"^\s*(?:(?:the|my|a|here(?:'s| is)(?: the| a| my)?)\s+)?(?:(?:new|final|good|best)\s+)?"
+                    r"(?:example|text|query|user query|user|message|sample|output|tweet)\s*\d*"
+                    r"(?:\s+(?:is|would be))?\s*:\s*", re.I)
+_NEXT_ITEM = re.compile(r"\n\s*\n|\n\s*(?:[-*•]|\d+[.)])\s"
+                        r"|\n\s*(?:new\s+)?(?:example|text|query|sample|note)\s*\d*\s*:"
+                        r"|\n\s*(?:the\s+)?(?:part that scored|last attempt|(?:good|bad|best|worst) example|score\b)",
+                        re.I)
+# The contrastive prompt's own scaffolding: a draft that still holds it copied the prompt, not wrote a sample.
+SCAFFOLD = re.compile(r"part that scored|last attempt was rejected|(?:good|bad) example|nothing in it scored"
+                      r"|\(score \d", re.I)
+_SECTION = {
+    "instruction": re.compile(r"instruction\s*:\s*(?P<instruction>.+?)\s*response\s*:\s*(?P<response>.+)", re.I | re.S),
+    "pair": re.compile(r"prompt\s*:\s*(?P<prompt>.+?)\s*chosen\s*:\s*(?P<chosen>.+?)\s*rejected\s*:\s*(?P<rejected>.+)",
+                       re.I | re.S),
+}
+
+
+def _unquote(text: str) -> str:
+    """A text that opens with a quote: what the quotes enclose."""
+    if text[:1] in ('"', "“"):
+        end = text.find('"' if text[0] == '"' else "”", 1)
+        return (text[1:end] if end > 0 else text[1:]).strip()
+    return text
+
+
+def parse_reply(reply: str, output_format: OutputFormat) -> tuple[str, dict[str, str]] | None:
+    """The sample in a reply as (text, format fields), or None when it holds no usable sample."""
+    text = _PREAMBLE.sub("", reply.strip(), count=1).strip()
+    if output_format in _SECTION:
+        match = _SECTION[output_format].search(text)
+        if match is None:
+            return None
+        fields = {k: v.strip().strip('"').strip() for k, v in match.groupdict().items()}
+        if not all(fields.values()):
+            return None
+        return "\n\n".join(fields.values()), fields
+    text = _LABEL.sub("", _BULLET.sub("", text, count=1), count=1)
+    if output_format != "ab":
+        cut = _NEXT_ITEM.search(text)
+        text = text[: cut.start()] if cut and cut.start() > 0 else text
+    text = _unquote(_BULLET.sub("", text.strip(), count=1).strip())
+    if output_format == "ab" and not ("(A)" in text and "(B)" in text):
+        return None
+    return (text, {}) if text else None
