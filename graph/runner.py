@@ -184,12 +184,12 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
 
 def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:
     """--catalog FILE, else the task's catalog as `fac coverage` finds it (stored, shipped, or built now)."""
-    from fac.tools.catalog.build import load_or_build_catalog
+    from fac.tools.catalog.resolve import resolve_catalog
     from fac.tools.catalog.store import open_store
 
     if cfg.catalog:
-        return load_or_build_catalog(space, cfg.task, Path(cfg.catalog))
-    return load_or_build_catalog(space, cfg.task, None, store=open_store())
+        return resolve_catalog(space, cfg.task, Path(cfg.catalog))
+    return resolve_catalog(space, cfg.task, store=open_store())
 
 
 def make_deps(

@@ -170,34 +170,13 @@ def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bo
 
 def _resolve(task: str | None, catalog: Path | None, guideline: Path | None, open_store: Callable[[], CatalogStore],
              space_options: opt.SpaceOptions) -> Catalog:
-    """A file; else the stored catalog (the only one, or the one of the chosen space); else the shipped one."""
-    from fac.tools.catalog.build import load_catalog_file
-    from fac.tools.catalog.tasks import check_name, get_task, normalise_name
+    """The catalog to browse: a file, else the stored one (the only one, or the one of the chosen space), else
+    the shipped one; the feature space loads only to choose between stored catalogs."""
+    from fac.tools.catalog.resolve import resolve_catalog
 
-    if catalog is not None:
-        loaded = load_catalog_file(catalog)
-        if task is not None and normalise_name(task) != loaded.task:
-            raise InputError(f"{catalog}: this catalog is for task {loaded.task!r}, not {task!r}")
-        return loaded
-    if task is None:
-        raise InputError("name a task with --task, or give a catalog file with --catalog")
-    name = check_name(task)
-    store = open_store()  # before get_task: a custom task's stored catalog needs no guideline file
-    stored = store.find(name)
-    chosen_space = space_options != _DEFAULT_SPACE
-    if len(stored) == 1 and not chosen_space:
-        found = store.load(name, stored[0].space_key)
-        if found is not None:
-            return found
-    if stored:
-        space = space_options.load()
-        found = store.load(name, space.key)
-        if found is not None:
-            return found
-    spec = get_task(task, guideline)
-    if spec.catalog is not None:
-        return load_catalog_file(spec.catalog)
-    raise InputError(f"no catalog for task {spec.name!r} yet; build one with `fac catalog build --task {spec.name}`")
+    return resolve_catalog(space_options.load, task, catalog, guideline_file=guideline,
+                           store=open_store() if catalog is None else None, build_missing=False,
+                           any_space=space_options == _DEFAULT_SPACE)
 
 
 def _lookup_space(model: str, sae: str, layer: int | None, mode: str, max_tokens: int) -> opt.SpaceOptions:

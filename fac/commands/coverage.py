@@ -39,17 +39,6 @@ def _samples(seed: Path, text_field: str | None) -> Iterator[Sample]:
     return (record.sample for record in read_records(seed, text_field))
 
 
-def _catalog_file(path: Path, task: str) -> Catalog:
-    """A catalog file (JSON or parquet export), refused when it belongs to another task."""
-    from fac.tools.catalog.build import load_catalog_file
-    from fac.tools.catalog.tasks import normalise_name
-
-    loaded = load_catalog_file(path)
-    if normalise_name(task) != loaded.task:
-        raise InputError(f"{path}: this catalog is for task {loaded.task!r}, not {task!r}")
-    return loaded
-
-
 def _stages(bar: Any) -> Callable[[str, int], Callable[[int], None]]:
     def stage(name: str, total: int) -> Callable[[int], None]:
         task_id = bar.add_task(name, total=total)
@@ -122,7 +111,7 @@ def coverage(
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Measure FAC = |F_task ∩ A_δ(seed)| / |F_task| and list the task features the seed misses."""
-    from fac.tools.catalog.build import load_or_build_catalog
+    from fac.tools.catalog.resolve import catalog_file, resolve_catalog
     from fac.tools.catalog.store import open_store
     from fac.tools.catalog.tasks import get_task
     from fac.tools.coverage import measure_coverage
@@ -139,14 +128,14 @@ def coverage(
     if chroma_dir is not None and chroma_host is not None:
         raise ConfigError(f"give --chroma-dir ({chroma_dir}) or --chroma-host ({chroma_host}), not both")
     # Everything that can be checked without a model is checked first.
-    from_file = _catalog_file(catalog, task) if catalog is not None else None
+    from_file = catalog_file(catalog, task) if catalog is not None else None
     if from_file is None:
         get_task(task, guideline)  # unknown task -> one line naming the known ones
     n_records = _validate(seed, text_field)
     space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
     with progress() as bar:
         # the stored catalog of the task in this space, else the shipped one, else one built now
-        loaded = from_file or load_or_build_catalog(space, task, None, guideline_file=guideline,
+        loaded = from_file or resolve_catalog(space, task, guideline_file=guideline,
                                                     store=open_store(chroma_dir, chroma_host, chroma_port),
                                                     progress=_stages(bar))
         loaded.check_space(space.describe())

@@ -1,10 +1,8 @@
-"""Build a task's feature catalog (contrast or LLM judge), or find the one that already exists.
+"""Build a task's feature catalog (contrast or LLM judge).
 
 `build_catalog` scores the task's anchor corpus once (and its background, for contrast) and writes
-one FeatureRecord per feature. `load_or_build_catalog` is what `fac coverage` and the agent use:
-an explicit catalog file wins, then the catalog stored in chroma for (task, feature space), then the
-catalog shipped with a built-in task if it was built in this very space, and only then a fresh
-contrast build, which is stored for next time. Every catalog is checked against the current space.
+one FeatureRecord per feature. Which catalog a command uses (file, stored, shipped, or built now) is
+decided in tools/catalog/resolve.py.
 """
 
 from __future__ import annotations
@@ -12,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from fac.tools.catalog.contrast import ContrastConfig, contrast
 from fac.tools.catalog.evidence import CorpusStats, collect_split_stats, collect_stats
-from fac.tools.catalog.records import SPACE_FIELDS, Catalog, FeatureRecord
-from fac.tools.catalog.tasks import TaskSpec, check_name, get_task, normalise_name
+from fac.tools.catalog.records import Catalog, FeatureRecord
+from fac.tools.catalog.tasks import TaskSpec
 from fac.tools.errors import ConfigError, InputError
 from fac.tools.text.datasets import read_records
 
@@ -25,7 +23,6 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from fac.tools.catalog.judge import JudgeCache, JudgeStats
-    from fac.tools.catalog.store import CatalogStore
     from fac.tools.space.features import FeatureSpace
     from fac.tools.space.rendering import Sample
 
@@ -210,48 +207,3 @@ def build_catalog(
     logger.info("catalog %s (%s): %d features, %d task-relevant", task.name, method, len(catalog.records),
                 len(catalog.task_features()))
     return catalog
-
-
-def same_space(catalog: Catalog, described: dict[str, Any]) -> bool:
-    return all(catalog.space.get(k) == described.get(k) for k in SPACE_FIELDS)
-
-
-def load_or_build_catalog(
-    space: FeatureSpace,
-    task_name: str | None,
-    catalog: Path | None = None,
-    *,
-    guideline_file: Path | None = None,
-    store: CatalogStore | None = None,
-    contrast_config: ContrastConfig | None = None,
-    progress: Progress | None = None,
-) -> Catalog:
-    """--catalog FILE; else the chroma-stored catalog; else the task's shipped one (same space); else build + store."""
-    described = space.describe()
-    if catalog is not None:
-        loaded = load_catalog_file(catalog)
-        if task_name is not None and normalise_name(task_name) != loaded.task:
-            raise InputError(f"{catalog}: this catalog is for task {loaded.task!r}, not {task_name!r}")
-        loaded.check_space(described)
-        return loaded
-    if task_name is None:
-        raise InputError("name a task with --task or give a catalog file with --catalog")
-    name = check_name(task_name)
-    if store is not None:  # before get_task: a custom task's stored catalog needs no guideline file
-        stored = store.load(name, space.key)
-        if stored is not None:
-            stored.check_space(described)
-            logger.info("using the stored catalog of %s (%d task features)", name, len(stored.task_features()))
-            return stored
-    task = get_task(task_name, guideline_file)
-    if task.catalog is not None:
-        shipped = load_catalog_file(task.catalog)
-        if same_space(shipped, described):
-            logger.info("using the catalog shipped with task %s: %s", task.name, task.catalog)
-            return shipped
-        logger.info("the catalog shipped with task %s was built in another feature space; building one", task.name)
-    built = build_catalog(space, task, "contrast", contrast_config=contrast_config, progress=progress)
-    if store is not None:
-        store.save(built, space.key)
-    return built
-

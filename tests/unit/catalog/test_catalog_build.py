@@ -1,5 +1,5 @@
 """Catalog building on the tiny model: contrast (files or labels), the LLM judge via a scripted chat model,
-and load_or_build_catalog's order (file, chroma, shipped, build) with its space checks."""
+and resolve_catalog's order (file, chroma, shipped, build) with its space checks."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from fac.tools.catalog import build as catalog_build
-from fac.tools.catalog.build import build_catalog, load_or_build_catalog
+from fac.tools.catalog import resolve as catalog_resolve
+from fac.tools.catalog.build import build_catalog
 from fac.tools.catalog.contrast import ContrastConfig
 from fac.tools.catalog.evidence import collect_stats
 from fac.tools.catalog.judge import JudgeCache
+from fac.tools.catalog.resolve import resolve_catalog
 from fac.tools.catalog.store import CatalogStore
 from fac.tools.catalog.tasks import TaskSpec
 from fac.tools.errors import ConfigError, InputError
@@ -171,12 +173,12 @@ def store(tmp_path: Path) -> CatalogStore:
 
 def test_load_or_build_builds_once_then_reads_the_stored_catalog(tiny_space: Any, task: TaskSpec, store: CatalogStore,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(catalog_build, "get_task", lambda name, guideline_file=None: task)
+    monkeypatch.setattr(catalog_resolve, "get_task", lambda name, guideline_file=None: task)
     builds: list[str] = []
     real_build = catalog_build.build_catalog
-    monkeypatch.setattr(catalog_build, "build_catalog", lambda *a, **k: builds.append("x") or real_build(*a, **k))
-    first = load_or_build_catalog(tiny_space, "toxicity", store=store)
-    second = load_or_build_catalog(tiny_space, "toxicity", store=store)
+    monkeypatch.setattr(catalog_resolve, "build_catalog", lambda *a, **k: builds.append("x") or real_build(*a, **k))
+    first = resolve_catalog(tiny_space, "toxicity", store=store)
+    second = resolve_catalog(tiny_space, "toxicity", store=store)
     assert builds == ["x"] and first == second and store.load("toxicity", tiny_space.key) == first
 
 
@@ -187,12 +189,12 @@ def test_a_shipped_catalog_is_used_only_in_its_own_space(tiny_space: Any, task: 
     marked = built.model_copy(update={"anchor": "shipped"})
     marked.save_json(shipped_file)
     shipped_task = replace(task, catalog=shipped_file)
-    monkeypatch.setattr(catalog_build, "get_task", lambda name, guideline_file=None: shipped_task)
-    assert load_or_build_catalog(tiny_space, "toxicity", store=store).anchor == "shipped"
+    monkeypatch.setattr(catalog_resolve, "get_task", lambda name, guideline_file=None: shipped_task)
+    assert resolve_catalog(tiny_space, "toxicity", store=store).anchor == "shipped"
     assert store.find("toxicity") == []  # the shipped file is read, not copied
     other = marked.model_copy(update={"space": {**marked.space, "sae": "another-sae"}})
     other.save_json(shipped_file)
-    rebuilt = load_or_build_catalog(tiny_space, "toxicity", store=store)
+    rebuilt = resolve_catalog(tiny_space, "toxicity", store=store)
     assert rebuilt.anchor != "shipped" and rebuilt.task_features() == built.task_features()
 
 
@@ -202,14 +204,14 @@ def test_a_catalog_file_from_another_space_is_refused_naming_what_differs(tiny_s
     path = tmp_path / "c.parquet"
     catalog.model_copy(update={"space": {**catalog.space, "layer": 3, "model": "other"}}).save_parquet(path)
     with pytest.raises(ConfigError) as err:
-        load_or_build_catalog(tiny_space, "toxicity", path)
+        resolve_catalog(tiny_space, "toxicity", path)
     message = str(err.value)
     assert "model: catalog 'other' vs now 'tiny-llama'" in message and "layer: catalog 3 vs now 1" in message
     assert "sae:" not in message and "\n" not in message
     catalog.save_json(tmp_path / "c.json")
-    assert load_or_build_catalog(tiny_space, None, tmp_path / "c.json") == catalog
+    assert resolve_catalog(tiny_space, None, tmp_path / "c.json") == catalog
     with pytest.raises(InputError, match="for task 'toxicity', not 'helpfulness'"):
-        load_or_build_catalog(tiny_space, "helpfulness", tmp_path / "c.json")
+        resolve_catalog(tiny_space, "helpfulness", tmp_path / "c.json")
 
 
 def test_a_catalog_built_at_another_threshold_is_used_with_a_warning(tiny_space: Any, task: TaskSpec, tmp_path: Path,
@@ -217,13 +219,13 @@ def test_a_catalog_built_at_another_threshold_is_used_with_a_warning(tiny_space:
     catalog = build_catalog(tiny_space, task)
     catalog.save_json(tmp_path / "c.json")
     with caplog.at_level("WARNING"):
-        assert load_or_build_catalog(tiny_space, "toxicity", tmp_path / "c.json") == catalog
+        assert resolve_catalog(tiny_space, "toxicity", tmp_path / "c.json") == catalog
     assert not caplog.records  # same δ: silent
-    loaded = load_or_build_catalog(replace(tiny_space, threshold=0.5), "toxicity", tmp_path / "c.json")
+    loaded = resolve_catalog(replace(tiny_space, threshold=0.5), "toxicity", tmp_path / "c.json")
     assert loaded == catalog
     assert "built at threshold δ=0, measuring at δ=0.5" in caplog.text
 
 
 def test_an_unknown_task_lists_the_known_ones(tiny_space: Any) -> None:
     with pytest.raises(InputError, match="known tasks: helpfulness, instruction_following"):
-        load_or_build_catalog(tiny_space, "toxic-ish")
+        resolve_catalog(tiny_space, "toxic-ish")
