@@ -8,10 +8,12 @@ exhausted once it has had `max_attempts_per_feature` drafts without reaching `mi
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import replace
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
@@ -40,21 +42,31 @@ def draft_cost(state: GenState, cfg: RunConfig) -> float:
     return float(PROMPT_TOKENS_GUESS + cfg.max_new_tokens)
 
 
+def unmet_goal(state: GenState, cfg: RunConfig) -> str:
+    """Which goal is unmet, in words: FAC below the goal, or new features short of their minimum samples."""
+    fac = state.fac_now()
+    if fac < cfg.goal_fac - 1e-9:
+        return f"FAC {fac:.3f} < goal {cfg.goal_fac}"
+    short = sum(1 for j in state.newly_covered() if state.counts.get(j, 0) < cfg.min_per_feature)
+    return (f"FAC {fac:.3f} >= goal {cfg.goal_fac}, but {short} newly covered features have fewer than "
+            f"min_per_feature={cfg.min_per_feature} samples")
+
+
 def stop_check(state: GenState, cfg: RunConfig) -> tuple[StopReason, str] | None:
     """Why the loop should stop now, if it should."""
-    fac = state.fac_now()
     if goal_reached(state, cfg):
-        return "goal", f"FAC {fac:.3f} >= goal {cfg.goal_fac} with >= {cfg.min_per_feature} samples per new feature"
+        return "goal", (f"FAC {state.fac_now():.3f} >= goal {cfg.goal_fac} with >= {cfg.min_per_feature} samples "
+                        "per new feature")
     if not open_features(state, cfg):
         return "exhausted", (f"no feature left to try: {len(state.exhausted)} exhausted after "
-                             f"{cfg.max_attempts_per_feature} attempts each; FAC {fac:.3f} < goal {cfg.goal_fac}")
+                             f"{cfg.max_attempts_per_feature} attempts each; {unmet_goal(state, cfg)}")
     if state.round >= cfg.max_rounds:
-        return "rounds", f"{state.round} rounds done (max_rounds); FAC {fac:.3f} < goal {cfg.goal_fac}"
+        return "rounds", f"{state.round} rounds done (max_rounds); {unmet_goal(state, cfg)}"
     per_feature = draft_cost(state, cfg) * cfg.drafts_per_feature
     remaining = cfg.budget_tokens - state.tokens_used
     if remaining < per_feature:
         return "budget", (f"{state.tokens_used:,} of {cfg.budget_tokens:,} generator tokens used; a feature needs "
-                          f"~{per_feature:,.0f}; FAC {fac:.3f} < goal {cfg.goal_fac}")
+                          f"~{per_feature:,.0f}; {unmet_goal(state, cfg)}")
     return None
 
 
@@ -71,8 +83,19 @@ def priority(state: GenState, catalog: Catalog) -> dict[int, tuple[int, int, int
 
 
 def absorb_journal(state: GenState, log: SampleLog) -> dict[str, Any]:
-    """Credit journal samples the checkpoint does not know (written, then the process died before the step saved)."""
+    """Make the state agree with samples.jsonl, the source of truth for accepted samples.
+
+    Journal samples the checkpoint does not know (written, then the process died before the step saved) are
+    credited; samples the checkpoint knows but the journal lost (a torn last line dropped on resume) are
+    uncredited: accepted ids and per-feature counts are then recounted from the journal."""
+    journal_ids = frozenset(r.id for r in log)
     orphans = [r for r in log if r.id not in state.accepted_ids]
+    lost = state.accepted_ids - journal_ids
+    if lost:
+        counts = Counter(j for r in log for j in r.features)
+        logger.warning("%d accepted samples are missing from %s (a torn line was dropped); recounting from the "
+                       "journal: %d samples", len(lost), log.path, len(journal_ids))
+        return {"counts": dict(counts), "accepted_ids": Overwrite(journal_ids)}
     if not orphans:
         return {}
     counts = dict(state.counts)
@@ -88,8 +111,9 @@ def plan(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
     deps = runtime.context
     cfg = deps.config
     update = absorb_journal(state, deps.log)
+    ids = update.get("accepted_ids", frozenset())
     current = replace(state, counts=update.get("counts", state.counts),
-                      accepted_ids=state.accepted_ids | update.get("accepted_ids", frozenset()))
+                      accepted_ids=ids.value if isinstance(ids, Overwrite) else state.accepted_ids | ids)
     exhausted = exhausted_features(current, cfg)
     current = replace(current, exhausted=exhausted)
     update["exhausted"] = exhausted

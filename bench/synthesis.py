@@ -164,7 +164,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from fac.graph.config import RunConfig
-    from fac.graph.runner import RunPaths, load_catalog, make_deps, make_writer
+    from fac.graph.run_dir import RunDir
+    from fac.graph.runner import load_catalog, make_deps, make_writer
     from fac.tools.space.features import FeatureSpace
 
     out = Path(args.out)
@@ -173,7 +174,7 @@ def main() -> None:
     started = time.time()
     space = FeatureSpace.load(cfg.model, cfg.sae, mode=cfg.mode, threshold=cfg.threshold, max_tokens=cfg.max_tokens)
     shared = {"space": space, "catalog": load_catalog(cfg, space), "writer": make_writer(cfg, space)}
-    scratch = RunPaths(out / "baselines")
+    scratch = RunDir(out / "baselines")
     if scratch.root.exists():
         shutil.rmtree(scratch.root)
     scratch.root.mkdir(parents=True)

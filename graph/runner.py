@@ -1,30 +1,31 @@
 """Run the loop: open or resume a run directory, build the dependencies, compile, stream, report.
 
-runs/<name>/ holds config.json (the RunConfig), samples.jsonl (accepted samples, fsync'ed one by one),
-checkpoints.sqlite (the graph's checkpoints, thread = run id), chroma/ (near-duplicate index) and
-run.json (status: coverage before/now, stop reason, exhausted features), rewritten after every step.
+The run directory's files and readers are graph/run_dir.py; checkpoints are keyed by the run id recorded in
+its config.json (thread = run id), so a copied or renamed run resumes where it was.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fac.graph.builder import build_graph
-from fac.graph.checkpoint import SAMPLES_FILE, SampleLog, sqlite_saver
-from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig, make_config
+from fac.graph.checkpoint import sqlite_saver
+from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig
 from fac.graph.context import Deps
+from fac.graph.run_dir import CONFIG_FILE, RunDir
 from fac.graph.state import GenState
 from fac.graph.status import Status, status
 from fac.tools.errors import ConfigError, InputError, TransientError
-from fac.tools.redaction import RedactFilter
+from fac.tools.redaction import RedactFilter, redact
 from fac.traces.recorder import STREAM_MODES, TraceRecorder
 
 if TYPE_CHECKING:
@@ -36,74 +37,66 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
-STATUS_FILE = "run.json"
-LOG_FILE = "run.log"
-CHROMA_DIR = "chroma"
 COLLECTION = "samples"
 OnStatus = Callable[[str, Status], None]
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """The files of one run directory."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_FILE
-
-    @property
-    def samples(self) -> Path:
-        return self.root / str(SAMPLES_FILE)
-
-    @property
-    def status(self) -> Path:
-        return self.root / STATUS_FILE
-
-    @property
-    def chroma(self) -> Path:
-        return self.root / CHROMA_DIR
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """How a run ended: finished with a stop reason, or interrupted by a transient fault (resumable)."""
+    """How a run ended: finished with a stop reason, or interrupted by a transient fault or a signal (resumable)."""
 
     run_id: str
-    paths: RunPaths
+    paths: RunDir
     status: Status
     exhausted: tuple[int, ...]
     rejections: dict[str, int]
     interrupted: str | None = None
+    signalled: bool = False  # stopped by SIGTERM/SIGINT (exit 130), not by an endpoint fault (exit 3)
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+class StopRequested(BaseException):
+    """SIGTERM or SIGINT arrived: abandon the current step (its checkpoint is the previous one) and stop."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def saved_config(paths: RunPaths) -> RunConfig:
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into StopRequested while the loop runs (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise StopRequested(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        values = json.loads(paths.config.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{paths.config}: unreadable run config ({err})") from None
-    return make_config(values.get("config", values), str(paths.config))
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def open_run(out: Path, cfg: RunConfig | None = None, *, resume: bool = False,
-             overrides: Mapping[str, Any] | None = None) -> tuple[RunConfig, RunPaths]:
-    """The run's config and paths. A fresh run refuses a directory holding another config; `resume` loads the
-    saved config and accepts changes to limits (goals, budgets) and operational fields only."""
-    paths = RunPaths(out)
+             overrides: Mapping[str, Any] | None = None) -> tuple[RunConfig, RunDir]:
+    """The run's config and directory. A fresh run refuses a directory holding another config; `resume` loads
+    the saved config and accepts changes to limits (goals, budgets) and operational fields only."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a directory; name a new or existing run directory")
+    if ".." in out.parts:
+        raise ConfigError(f"--out {out}: '..' in a run directory is ambiguous; give the directory itself "
+                          f"(here {out.resolve()})")
+    paths = RunDir(out)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if resume:
-        if not paths.config.is_file():
+        if not paths.is_run():
             raise InputError(f"{out}: no run to resume (no {CONFIG_FILE}); start one with `fac run SEED --task NAME "
                              f"--out {out}`")
-        saved = saved_config(paths)
+        saved = paths.saved_config()
         changed = sorted(set(given) - LIMIT_FIELDS - OPERATIONAL_FIELDS)
         if changed:
             raise ConfigError(f"--resume can change only limits ({', '.join(sorted(LIMIT_FIELDS))}) and operational "
@@ -112,28 +105,28 @@ def open_run(out: Path, cfg: RunConfig | None = None, *, resume: bool = False,
     else:
         if cfg is None:
             raise ConfigError("a new run needs a config (seed, task)")
-        if paths.config.is_file():
-            saved = saved_config(paths)
+        if paths.is_run():
+            saved = paths.saved_config()
             if saved.fingerprint() != cfg.fingerprint():
-                raise ConfigError(f"{out} holds run {saved.run_id(out.name)} with another config "
+                raise ConfigError(f"{out} holds run {paths.run_id(saved)} with another config "
                                   f"({'; '.join(saved.differences(cfg))}); use another --out, or --resume {out}")
             logger.info("%s holds this run already; continuing it", out)
         elif out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out} exists and is not a fac run directory (no {CONFIG_FILE}); use another --out")
+    run_id = paths.run_id(cfg)  # the recorded id: a copied or renamed run keeps its checkpoints
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(paths.config, {"run_id": cfg.run_id(out.name), "fingerprint": cfg.fingerprint(),
-                               "config": cfg.model_dump(mode="json")})
+    paths.write_config(cfg, run_id)
     return cfg, paths
 
 
-def attach_log_file(paths: RunPaths) -> logging.Handler:
+def attach_log_file(paths: RunDir) -> logging.Handler:
     """Log fac's INFO lines to runs/<name>/run.log too; the console keeps its level. close() detaches it."""
     fac_logger = logging.getLogger("fac")
     console_level = fac_logger.getEffectiveLevel()
     for handler in logging.getLogger().handlers:
         if handler.level == logging.NOTSET:
             handler.setLevel(console_level)
-    handler = _RunLog(paths.root / LOG_FILE, fac_logger)
+    handler = _RunLog(paths.log, fac_logger)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactFilter())  # no API key in run.log (nor, as the record is shared, on the console)
     fac_logger.addHandler(handler)
@@ -194,7 +187,7 @@ def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:
 
 def make_deps(
     cfg: RunConfig,
-    paths: RunPaths,
+    paths: RunDir,
     *,
     space: FeatureSpace | None = None,
     catalog: Catalog | None = None,
@@ -220,31 +213,37 @@ def make_deps(
     torch.manual_seed(cfg.random_seed)
     store = SampleStore(chroma_client(paths.chroma), COLLECTION, embedder or make_embedder(cfg))
     return Deps(config=cfg, space=space, catalog=catalog, seed=seed, store=store,
-                writer=writer or make_writer(cfg, space), log=SampleLog(paths.samples),
-                run_id=cfg.run_id(paths.root.name), task_summary=task.summary or task.guideline[:300])
+                writer=writer or make_writer(cfg, space), log=paths.sample_log(),
+                run_id=paths.run_id(cfg), task_summary=task.summary or task.guideline[:300])
 
 
 def _as_state(values: Any) -> GenState:
     return values if isinstance(values, GenState) else GenState(**dict(values))
 
 
-def write_status(paths: RunPaths, state: GenState, cfg: RunConfig, run_id: str, phase: str,
-                 interrupted: str | None = None) -> Status:
+def write_status(paths: RunDir, state: GenState, cfg: RunConfig, run_id: str, phase: str,
+                 interrupted: str | None = None, accepted: int | None = None) -> Status:
+    """run.json: the status now, the phase (running, done, interrupted, failed) and what is left to do."""
     now = status(state, cfg)
-    _write_json(paths.status, {"run_id": run_id, "phase": phase, "interrupted": interrupted, **asdict(now),
-                               "exhausted_features": sorted(state.exhausted), "rejections": state.rejections,
-                               "missing_features": sorted(set(state.missing) - state.newly_covered()),
-                               "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if accepted is not None:  # the journal's count (after a torn-line repair it is the truth)
+        now = replace(now, accepted=accepted)
+    paths.write_status({"run_id": run_id, "phase": phase, "interrupted": interrupted, **asdict(now),
+                        "exhausted_features": sorted(state.exhausted), "rejections": state.rejections,
+                        "missing_features": sorted(set(state.missing) - state.newly_covered()),
+                        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return now
 
 
-def run(deps: Deps, paths: RunPaths, *, on_status: OnStatus | None = None,
+def run(deps: Deps, paths: RunDir, *, on_status: OnStatus | None = None,
         otlp_endpoint: str | None = None) -> RunResult:
-    """Run (or continue) the loop until a router stops it or a transient fault interrupts it. The trace goes to
-    runs/<name>/trace.sqlite as it happens, and as OpenTelemetry spans to `otlp_endpoint` when one is given."""
+    """Run (or continue) the loop until a router stops it, a transient fault interrupts it, or SIGTERM/SIGINT
+    stops it (the step in flight is abandoned; its checkpoint is the previous one). The trace goes to
+    runs/<name>/trace.sqlite as it happens, and as OpenTelemetry spans to `otlp_endpoint` when one is given.
+    run.json never stays "running": it ends done, interrupted, or failed with the error."""
     cfg = deps.config
     saver = sqlite_saver(paths.root)
     recorder = TraceRecorder.open(paths.root, deps, otlp_endpoint=otlp_endpoint)
+    state = GenState()
     try:
         app = build_graph().compile(checkpointer=saver)
         thread: Any = {"configurable": {"thread_id": deps.run_id}}
@@ -252,32 +251,44 @@ def run(deps: Deps, paths: RunPaths, *, on_status: OnStatus | None = None,
         graph_input: Any = {}
         if snapshot.values:
             graph_input = None
+            state = _as_state(snapshot.values)
             if not snapshot.next:  # finished before: limits may have grown, so let the planner look again
                 app.update_state(thread, {"stop_reason": None, "stop_detail": ""}, as_node="verify")
             logger.info("resuming run %s from its last checkpoint (%d accepted samples in %s)", deps.run_id,
                         len(deps.log), paths.samples)
-        interrupted, node = None, "start"
+        interrupted, signalled, node = None, False, "start"
         try:
-            for mode, chunk in app.stream(graph_input, {**thread, "callbacks": [recorder]}, context=deps,
-                                          stream_mode=["updates", *STREAM_MODES], durability="sync"):
-                recorder.feed(mode, chunk)  # tasks, custom (verdicts), values
-                if mode == "updates":
-                    node = next(iter(chunk), node)
-                    continue
-                if mode != "values":
-                    continue
-                now = write_status(paths, _as_state(chunk), cfg, deps.run_id, "running")
-                if on_status is not None:
-                    on_status(node, now)
+            with stop_on_signals():
+                for mode, chunk in app.stream(graph_input, {**thread, "callbacks": [recorder]}, context=deps,
+                                              stream_mode=["updates", *STREAM_MODES], durability="sync"):
+                    recorder.feed(mode, chunk)  # tasks, custom (verdicts), values
+                    if mode == "updates":
+                        node = next(iter(chunk), node)
+                        continue
+                    if mode != "values":
+                        continue
+                    state = _as_state(chunk)
+                    now = write_status(paths, state, cfg, deps.run_id, "running", accepted=len(deps.log))
+                    if on_status is not None:
+                        on_status(node, now)
         except TransientError as err:
             interrupted = str(err)
             logger.warning("interrupted: %s; continue with `fac run --resume %s`", err, paths.root)
+        except StopRequested as stop:
+            interrupted, signalled = f"stopped by {stop}", True
+            logger.warning("%s; continue with `fac run --resume %s`", interrupted, paths.root)
+        except BaseException as err:  # a crash: run.json says so (with the error) instead of "running"
+            write_status(paths, state, cfg, deps.run_id, "failed", redact(f"{type(err).__name__}: {err}")[:300],
+                         accepted=len(deps.log))
+            raise
         state = _as_state(app.get_state(thread).values)
-        final = write_status(paths, state, cfg, deps.run_id, "interrupted" if interrupted else "done", interrupted)
+        final = write_status(paths, state, cfg, deps.run_id, "interrupted" if interrupted else "done", interrupted,
+                             accepted=len(deps.log))
         recorder.close(f"interrupted: {interrupted}" if interrupted else "done")
     finally:
         recorder.close(sys.exc_info()[1])  # a crash: the trace keeps its error (a no-op after the close above)
         saver.conn.close()
     if on_status is not None:
         on_status("end", final)
-    return RunResult(deps.run_id, paths, final, tuple(sorted(state.exhausted)), dict(state.rejections), interrupted)
+    return RunResult(deps.run_id, paths, final, tuple(sorted(state.exhausted)), dict(state.rejections), interrupted,
+                     signalled)

@@ -43,14 +43,15 @@ class StudioContext:
 @lru_cache(maxsize=2)
 def load_deps(run_dir: str) -> Deps:
     """The run's dependencies, loaded from its config.json (seconds to minutes: models load once per directory)."""
-    from fac.graph.runner import RunPaths, make_deps, saved_config
+    from fac.graph.run_dir import RunDir
+    from fac.graph.runner import make_deps
 
     if not run_dir:
         raise ConfigError("set the context's run_dir to a directory made by `fac run SEED --task NAME --out DIR`")
-    paths = RunPaths(Path(run_dir).expanduser())
+    paths = RunDir(Path(run_dir).expanduser())
     if not paths.config.is_file():
         raise ConfigError(f"{run_dir}: no config.json; make the run directory with `fac run ... --out {run_dir}`")
-    return make_deps(saved_config(paths), paths)
+    return make_deps(paths.saved_config(), paths)
 
 
 Node = Callable[..., dict[str, Any]]

@@ -14,7 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from fac.graph.checkpoint import SampleLog
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
-from fac.graph.runner import RunPaths, open_run, run
+from fac.graph.run_dir import RunDir
+from fac.graph.runner import open_run, run
 from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.text.embeddings import HashingEmbedder
 from fac.tools.text.store import SampleStore, chroma_client
@@ -63,7 +64,7 @@ class Demo:
                     run_id=cfg.run_id(root.name), task_summary="toxic text")
 
     def run(self, script: list[Any], *, resume: bool = False, store: Callable[[SampleStore], Any] | None = None,
-            otlp_endpoint: str | None = None, **changes: Any) -> tuple[RunPaths, list[str], ScriptedChat]:
+            otlp_endpoint: str | None = None, **changes: Any) -> tuple[RunDir, list[str], ScriptedChat]:
         """Run (or resume) tmp/runs/demo; returns its paths, the node of every streamed state, and the chat."""
         out = self.tmp / "runs" / "demo"
         cfg, paths = open_run(out, resume=True) if resume else open_run(out, self.config(**changes))

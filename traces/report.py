@@ -8,7 +8,6 @@ texts are hostile input), a Content-Security-Policy forbids scripts anyway, and 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
@@ -18,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from fac.graph.run_dir import RunDir, read_json_object
 from fac.tools.errors import InputError
 from fac.tools.redaction import redact
 from fac.traces.store import (
@@ -78,18 +78,6 @@ class Plot:
     @property
     def polyline(self) -> str:
         return " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in self.points)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: unreadable ({err}); the run directory is damaged") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
 
 
 def coverage_curve(steps: list[TraceStep], fac_before: float) -> list[tuple[int, float]]:
@@ -174,12 +162,13 @@ def _when(seconds: float | None) -> str:
 
 def render_report(run_dir: Path) -> str:
     """The report page of `run_dir` as one HTML string (raises InputError on a missing or damaged run)."""
-    config_file = _read_json(run_dir / "config.json")
+    run = RunDir(run_dir)
+    config_file = read_json_object(run.config)
     with reading(run_dir) as store:  # checks the directory and the trace first
         steps, calls, verdicts = store.steps(), store.calls(), store.verdicts()
         sessions = store.sessions()
         config: dict[str, Any] = (config_file or {}).get("config", {})
-        status = _read_json(run_dir / "run.json") or {}
+        status = run.read_status()
         min_per_feature = int(config.get("min_per_feature", 1))
         features = feature_rows(store, steps, verdicts, calls, min_per_feature)
         run_id = str((config_file or {}).get("run_id") or store.run_id() or run_dir.name)

@@ -9,18 +9,17 @@ from typing import Any
 import typer
 
 from fac.console import setup_logging, stdout
-from fac.tools.errors import ConfigError, InputError
+from fac.tools.errors import ConfigError
 
 FORMATS = ("jsonl", "parquet", "hf")
 
 
 def export_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The run's accepted samples (samples.jsonl, deduplicated by id), flattened: format fields become columns."""
-    from fac.graph.checkpoint import SampleLog
-    from fac.graph.runner import RunPaths
+    from fac.graph.run_dir import RunDir
 
     rows = []
-    for record in SampleLog(RunPaths(run_dir).samples):
+    for record in RunDir(run_dir).sample_log():
         row = record.model_dump(mode="json", exclude={"fields"})
         row["features"] = list(record.features)
         rows.append({**row, **{k: v for k, v in record.fields.items() if k not in row}})
@@ -77,18 +76,17 @@ def export_command(
     verbose: int = typer.Option(0, "-v", count=True, help="-v for INFO logs."),
 ) -> None:
     """Write a run's accepted samples with a dataset card (FAC before/after and the run config)."""
-    from fac.graph.runner import RunPaths
+    from fac.graph.run_dir import RunDir
 
     setup_logging(verbose)
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    paths = RunPaths(run_dir)
-    if not paths.config.is_file():
-        raise InputError(f"{run_dir}: not a fac run directory (no config.json)")
-    config = json.loads(paths.config.read_text(encoding="utf-8"))
-    status = json.loads(paths.status.read_text(encoding="utf-8")) if paths.status.is_file() else {}
-    rows = export_rows(run_dir)
+    paths = RunDir(run_dir)
+    config, status = paths.read_config_file(), paths.read_status()
     target = out or run_dir / "export"
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {target}: is a file; export writes a directory (data file + README.md)")
+    rows = export_rows(run_dir)
     target.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
         data = target / "data.jsonl"

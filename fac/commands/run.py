@@ -12,7 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from fac.console import console, setup_logging, stdout
 from fac.tools.errors import ConfigError
 
-EXIT_INTERRUPTED = 3
+EXIT_INTERRUPTED = 3  # an endpoint fault after the client's retries: rerunning resumes
+EXIT_SIGNALLED = 130  # SIGTERM or SIGINT: the run stopped cleanly and resumes
 
 
 def _status_line(node: str, s: Any) -> str:
@@ -135,9 +136,12 @@ def run_command(
     if result.rejections:
         stdout.print("rejected drafts: " + ", ".join(f"{k} {v}" for k, v in sorted(result.rejections.items())),
                      highlight=False)
-    stdout.print(f"samples: {paths.samples}", highlight=False)
+    if paths.samples.is_file():
+        stdout.print(f"samples: {paths.samples}", highlight=False)
+    else:
+        stdout.print("samples: none accepted yet", highlight=False)
     if result.interrupted:
         console.print(f"[yellow]stopped:[/yellow] {result.interrupted}\ncontinue with: fac run --resume {paths.root}",
                       highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_SIGNALLED if result.signalled else EXIT_INTERRUPTED)
     stdout.print(f"stop: {s.stop_reason} ({s.stop_detail})", highlight=False)

@@ -43,11 +43,15 @@ def _seconds(value: float | None) -> str:
 
 
 def _min_per_feature(run: Path) -> int:
+    """The run's min_per_feature (1 when its config.json is missing or damaged: the trace alone still reads)."""
+    from fac.graph.run_dir import RunDir
+    from fac.tools.errors import InputError
+
     try:
-        saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
-        return int(saved.get("config", saved).get("min_per_feature", 1))
-    except (OSError, ValueError, AttributeError):
+        value = RunDir(run).config_values().get("min_per_feature", 1)
+    except InputError:
         return 1
+    return value if isinstance(value, int) and value >= 1 else 1
 
 
 def step_summary(step: TraceStep) -> str:

@@ -15,7 +15,8 @@ from fac.graph.builder import build_graph
 from fac.graph.checkpoint import SampleLog, memory_saver
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
-from fac.graph.runner import RunPaths, open_run, run
+from fac.graph.run_dir import RunDir
+from fac.graph.runner import open_run, run
 from fac.graph.state import GenState
 from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.errors import TransientError
@@ -186,7 +187,7 @@ def test_resume_with_a_bigger_budget_continues_a_finished_run(world: World) -> N
     first = run(world.deps(cfg, chat, [world.target], root=paths.root), paths)
     assert first.status.stop_reason == "budget" and first.status.accepted == 0
     cfg2, _ = open_run(paths.root, resume=True, overrides={"budget_tokens": 1000})
-    second = run(world.deps(cfg2, chat, [world.target], root=paths.root), RunPaths(paths.root))
+    second = run(world.deps(cfg2, chat, [world.target], root=paths.root), RunDir(paths.root))
     assert second.status.stop_reason == "goal" and second.status.accepted == 1 and len(chat.prompts) == 3
 
 

@@ -94,7 +94,7 @@ def test_report_of_a_missing_or_half_written_run_is_an_input_error(run_dir: Path
         render_report(tmp_path)
     (tmp_path / "trace.sqlite").write_bytes((run_dir / "trace.sqlite").read_bytes())
     (tmp_path / "run.json").write_text('{"fac_before": 0.5, "fac_n')  # torn
-    with pytest.raises(InputError, match=r"run\.json: unreadable"):
+    with pytest.raises(InputError, match=r"run\.json: not valid JSON"):
         render_report(tmp_path)
     (tmp_path / "run.json").unlink()
     assert "No run.json" in render_report(tmp_path)  # a run that crashed before its first status is still shown
