@@ -163,12 +163,12 @@ def _when(seconds: float | None) -> str:
 def render_report(run_dir: Path) -> str:
     """The report page of `run_dir` as one HTML string (raises InputError on a missing or damaged run)."""
     run = RunDir(run_dir)
-    config_file = read_json_object(run.config)
-    with reading(run_dir) as store:  # checks the directory and the trace first
+    config_file = read_json_object(run.config)  # damaged run files are named first, then a missing trace
+    status = run.read_status()
+    with reading(run_dir) as store:  # checks the directory and the trace
         steps, calls, verdicts = store.steps(), store.calls(), store.verdicts()
         sessions = store.sessions()
         config: dict[str, Any] = (config_file or {}).get("config", {})
-        status = run.read_status()
         min_per_feature = int(config.get("min_per_feature", 1))
         features = feature_rows(store, steps, verdicts, calls, min_per_feature)
         run_id = str((config_file or {}).get("run_id") or store.run_id() or run_dir.name)

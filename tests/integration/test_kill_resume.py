@@ -91,3 +91,35 @@ def test_a_killed_run_resumes_without_losing_or_duplicating_accepted_samples(wor
     assert len(after) == len(set(after))  # and nothing was written twice
     assert len(samples.read_text(encoding="utf-8").splitlines()) == len(after)  # no torn line left behind
     assert len(after) > len(before), "the resumed run accepted nothing new"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_stops_a_run_cleanly_and_it_resumes(world: dict[str, Any], signum: int) -> None:
+    tmp, out = world["tmp"], world["tmp"] / "run"
+    run = _fac("run", str(world["seed"]), "--task", "toxicity", "--catalog", str(world["catalog"]),
+               "--model", str(world["model"]), "--sae", str(world["sae"]), "--generator", "local",
+               "--generator-model", str(world["model"]), "--embedder", "hashing", "--out", str(out),
+               "--goal-fac", "1.0", "--budget-tokens", "40000", "--max-new-tokens", "16")
+    proc = subprocess.Popen(run, cwd=tmp, env={**world["env"], "COLUMNS": "400"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        if samples.is_file() and _ids(samples):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signum)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert f"fac run --resume {out}" in " ".join(output.split())
+    status = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert status["phase"] == "interrupted" and signal.Signals(signum).name in status["interrupted"]
+    before = _ids(samples)
+    assert status["accepted"] == len(before)
+    resumed = subprocess.run(_fac("run", "--resume", str(out), "--budget-tokens", "3000"), cwd=tmp,
+                             env=world["env"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = _ids(samples)
+    assert after[: len(before)] == before and len(after) == len(set(after))

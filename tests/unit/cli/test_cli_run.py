@@ -125,3 +125,27 @@ def test_export_of_a_directory_that_is_not_a_run_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = run_cli(["export", str(tmp_path), "--format", "jsonl"], capsys, monkeypatch)
     assert code == 2 and "not a fac run directory" in err
+
+
+def _damaged_run(root: Path, *, config: str, status: str | None) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text(config)
+    if status is not None:
+        (root / "run.json").write_text(status)
+    return root
+
+
+@pytest.mark.parametrize(("config", "status", "named"), [
+    ('{"run_id": "r", "config": {"seed"', '{}', "config.json"),  # truncated config.json
+    ('{"run_id": "r", "config": {}}', '{"phase": "runn', "run.json"),  # truncated run.json
+    ('[1, 2]', None, "config.json"),  # not an object
+])
+def test_export_and_report_of_a_damaged_run_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, config: str,
+        status: str | None, named: str) -> None:
+    run_dir = _damaged_run(tmp_path / "run", config=config, status=status)
+    for argv in (["export", str(run_dir)], ["report", str(run_dir)], ["run", "--resume", str(run_dir)]):
+        code, _, err = run_cli(argv, capsys, monkeypatch)
+        assert code == 2, (argv, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert named in err or argv[0] == "run", (argv, err)  # resume names what its config lacks

@@ -19,7 +19,7 @@ from fac.graph.run_dir import RunDir
 from fac.graph.runner import open_run, run
 from fac.graph.state import GenState
 from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
-from fac.tools.errors import TransientError
+from fac.tools.errors import ConfigError, TransientError
 from fac.tools.text.embeddings import HashingEmbedder
 from fac.tools.text.store import SampleStore, chroma_client
 
@@ -53,12 +53,12 @@ class World:
         return RunConfig(**{**values, **changes})
 
     def deps(self, cfg: RunConfig, writer: BaseChatModel, features: list[int], store: Any = None,
-             root: Path | None = None) -> Deps:
+             root: Path | None = None, run_id: str = "test-run") -> Deps:
         root = root or self.tmp
         inner = SampleStore(chroma_client(root / "chroma"), "samples", HashingEmbedder(64))
         return Deps(config=cfg, space=self.space, catalog=self.catalog(features), seed=tuple(SEED),
                     store=store(inner) if store else inner, writer=writer, log=SampleLog(root / "samples.jsonl"),
-                    run_id="test-run", task_summary="toxic text")
+                    run_id=run_id, task_summary="toxic text")
 
 
 @pytest.fixture()
@@ -205,3 +205,48 @@ def test_a_torn_last_journal_line_is_dropped_and_appends_stay_valid(tmp_path: Pa
     assert [r.id for r in reopened] == ["a"]
     reopened.append(record.model_copy(update={"id": "c"}))
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "c"]
+
+
+def test_a_renamed_run_directory_resumes_from_its_checkpoint_with_its_counters(world: World) -> None:
+    chat = ScriptedChat(script=[MISS, MISS, HIT])
+    cfg, paths = open_run(world.tmp / "runs" / "first-name", world.config(max_rounds=2))
+    first = run(world.deps(cfg, chat, [world.target], root=paths.root, run_id=paths.run_id(cfg)), paths)
+    assert first.status.stop_reason == "rounds" and first.status.round == 2
+    moved = paths.root.rename(world.tmp / "runs" / "second-name")
+    cfg2, paths2 = open_run(moved, resume=True, overrides={"max_rounds": 5})
+    assert paths2.run_id(cfg2) == first.run_id  # the id recorded at creation, not the new folder name
+    second = run(world.deps(cfg2, chat, [world.target], root=moved, run_id=paths2.run_id(cfg2)), paths2)
+    assert second.status.stop_reason == "goal" and second.status.round == 3  # continued, not restarted
+    assert second.status.tokens_used == 360 and len(chat.prompts) == 3
+
+
+def test_after_a_torn_line_is_dropped_counts_and_status_match_the_journal(world: World) -> None:
+    chat = ScriptedChat(script=[HIT, HIT_2])
+    cfg, paths = open_run(world.tmp / "runs" / "demo", world.config(min_per_feature=2, drafts_per_feature=2))
+    first = run(world.deps(cfg, chat, [world.target], root=paths.root), paths)
+    assert first.status.accepted == 2 and first.status.stop_reason == "goal"
+    lines = paths.samples.read_text().splitlines()
+    paths.samples.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # the last line torn
+    cfg2, _ = open_run(paths.root, resume=True, overrides={"budget_tokens": first.status.tokens_used})
+    second = run(world.deps(cfg2, chat, [world.target], root=paths.root), paths)
+    status = json.loads(paths.status.read_text())
+    assert second.status.accepted == status["accepted"] == len(SampleLog(paths.samples)) == 1
+    assert status["short"] == 1  # the target now has 1 of the 2 samples it needs, as the journal says
+    assert second.status.stop_reason == "budget" and "fewer than min_per_feature=2" in second.status.stop_detail
+
+
+def test_a_crash_leaves_run_json_failed_with_the_error_not_running(world: World) -> None:
+    chat = ScriptedChat(script=[ValueError("unexpected reply shape")])
+    cfg, paths = open_run(world.tmp / "runs" / "demo", world.config())
+    with pytest.raises(ValueError, match="unexpected reply shape"):
+        run(world.deps(cfg, chat, [world.target], root=paths.root), paths)
+    status = json.loads(paths.status.read_text())
+    assert status["phase"] == "failed" and "unexpected reply shape" in status["interrupted"]
+
+
+@pytest.mark.parametrize("name", ["x/..", "file"])
+def test_run_directories_that_are_files_or_hold_dotdot_are_refused(world: World, name: str) -> None:
+    (world.tmp / "file").write_text("not a directory")
+    (world.tmp / "x").mkdir()
+    with pytest.raises(ConfigError, match="--out"):
+        open_run(world.tmp / name, world.config())
