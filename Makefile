@@ -1,6 +1,7 @@
 # Set-up on a fresh machine is one of the two targets below; each installs what it needs first.
 #   make demo   -- the main job on the embedded default (SmolLM2-135M-Instruct + the shipped SAE)
-#   make test   -- the offline tests: unit tests, then the real-process kill -9/resume test
+#   make test   -- lint (ruff, mypy --strict), the offline unit tests, then the real-process tests
+#                  (kill -9/SIGTERM/resume, the built wheel outside the checkout)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -30,6 +31,8 @@ demo: install
 	echo "run directory: $$out (fac trace $$out, fac export $$out --format jsonl)"
 
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(BIN)/pytest -q -m process
 

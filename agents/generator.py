@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from fac.agents.prompting import Request, build_requests
@@ -35,12 +36,20 @@ def call_generator(writer: BaseChatModel, requests: Sequence[Request], cfg: RunC
                      concurrency=cfg.concurrency, model=cfg.generator_model, config=config)
 
 
-def generate(state: GenState, runtime: Runtime[Deps], config: RunnableConfig) -> dict[str, Any]:
+def _step_config() -> RunnableConfig | None:
+    """The running step's config (its callbacks see every generator call); None outside a graph."""
+    try:
+        return get_config()
+    except RuntimeError:  # a node called directly (tests, notebooks)
+        return None
+
+
+def generate(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
     """Draft candidates for the planned features; transient faults of every request end the step for a resume."""
     deps = runtime.context
     cfg = deps.config
     requests = build_requests(state, deps)
-    results = call_generator(deps.writer, requests, cfg, config)
+    results = call_generator(deps.writer, requests, cfg, _step_config())
     failures = [r for r in results if isinstance(r, TransientError)]
     if failures and len(failures) == len(results):
         raise TransientError(f"all {len(results)} generator requests failed: {failures[0]}")

@@ -92,10 +92,10 @@ def absorb_journal(state: GenState, log: SampleLog) -> dict[str, Any]:
     orphans = [r for r in log if r.id not in state.accepted_ids]
     lost = state.accepted_ids - journal_ids
     if lost:
-        counts = Counter(j for r in log for j in r.features)
+        recounted = Counter(j for r in log for j in r.features)
         logger.warning("%d accepted samples are missing from %s (a torn line was dropped); recounting from the "
                        "journal: %d samples", len(lost), log.path, len(journal_ids))
-        return {"counts": dict(counts), "accepted_ids": Overwrite(journal_ids)}
+        return {"counts": dict(recounted), "accepted_ids": Overwrite(journal_ids)}
     if not orphans:
         return {}
     counts = dict(state.counts)

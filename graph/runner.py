@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langgraph.types import StreamMode
+
 from fac.graph.builder import build_graph
 from fac.graph.checkpoint import sqlite_saver
 from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig
@@ -30,6 +32,7 @@ from fac.traces.recorder import STREAM_MODES, TraceRecorder
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
 
     from fac.tools.catalog.records import Catalog
     from fac.tools.space.features import FeatureSpace
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 COLLECTION = "samples"
 OnStatus = Callable[[str, Status], None]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RUN_MODES: tuple[StreamMode, ...] = ("updates", *STREAM_MODES)
 
 
 @dataclass(frozen=True)
@@ -259,8 +263,9 @@ def run(deps: Deps, paths: RunDir, *, on_status: OnStatus | None = None,
         interrupted, signalled, node = None, False, "start"
         try:
             with stop_on_signals():
-                for mode, chunk in app.stream(graph_input, {**thread, "callbacks": [recorder]}, context=deps,
-                                              stream_mode=["updates", *STREAM_MODES], durability="sync"):
+                streamed: RunnableConfig = {"configurable": {"thread_id": deps.run_id}, "callbacks": [recorder]}
+                for mode, chunk in app.stream(graph_input, streamed, context=deps,
+                                              stream_mode=[*RUN_MODES], durability="sync"):
                     recorder.feed(mode, chunk)  # tasks, custom (verdicts), values
                     if mode == "updates":
                         node = next(iter(chunk), node)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
@@ -72,17 +72,25 @@ def bind(name: str, node: Node, deps_for: Callable[[str], Deps] = load_deps) -> 
     return studio_node
 
 
+def _function(runnable: object) -> Callable[..., Any]:
+    """The plain function LangGraph wrapped in a node or router runnable."""
+    func = getattr(runnable, "func", None)
+    if not callable(func):
+        raise TypeError(f"{runnable!r} wraps no function; build_graph() must add plain functions as nodes")
+    return cast("Callable[..., Any]", func)
+
+
 def studio_graph(deps_for: Callable[[str], Deps] = load_deps) -> StudioGraph:
     """`build_graph()` with every node bound to a run directory's Deps (edges and routers unchanged)."""
     base = build_graph()
     graph: StudioGraph = StateGraph(GenState, context_schema=StudioContext)
     for name, spec in base.nodes.items():
-        graph.add_node(name, bind(name, spec.runnable.func, deps_for))
+        graph.add_node(name, bind(name, _function(spec.runnable), deps_for))
     for start, end in base.edges:
         graph.add_edge(start, end)
     for start, branches in base.branches.items():
         for branch in branches.values():
-            graph.add_conditional_edges(start, branch.path.func, branch.ends)
+            graph.add_conditional_edges(start, _function(branch.path), branch.ends)
     return graph
 
 

@@ -25,6 +25,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
+from langgraph.types import StreamMode
 
 from fac.graph.state import Draft, GenState
 from fac.graph.status import status
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-STREAM_MODES = ("tasks", "custom", "values")
+STREAM_MODES: tuple[StreamMode, ...] = ("tasks", "custom", "values")
 _PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "max_new_tokens", "seed", "stop", "n")
 _MODEL_KEYS = ("model_name", "model", "model_id")
 

@@ -132,9 +132,9 @@ def build(
                         else (None, ""))
     judge_stats = JudgeStats()
     with _progress() as stage:
-        catalog = build_catalog(space, spec, method, chat,
+        catalog = build_catalog(space, spec, "judge" if method == "judge" else "contrast", chat,
                                 judge_model_name=judge_name, judge_workers=judge_workers, judge_stats=judge_stats,
-                                judge_order=judge_order,
+                                judge_order="contrast" if judge_order == "contrast" else "frequency",
                                 contrast_config=contrast_config, top_k=top_k, min_count=min_count,
                                 max_features=max_features, all_evidence=all_evidence, progress=stage)
     where = []

@@ -50,7 +50,9 @@ def _stages(bar: Any) -> Callable[[str, int], Callable[[int], None]]:
 def _embedder(name: str) -> Embedder | None:
     from fac.tools.text.embeddings import HashingEmbedder, default_embedder
 
-    return {"minilm": default_embedder, "hashing": HashingEmbedder}.get(name, lambda: None)()
+    if name == "minilm":
+        return default_embedder()
+    return HashingEmbedder() if name == "hashing" else None
 
 
 def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: str, guideline: Path | None,

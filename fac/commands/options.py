@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -39,8 +39,9 @@ class SpaceOptions:
 
         if self.mode not in ("sae", "paper"):
             raise ConfigError(f"--mode {self.mode!r}: expected 'sae' or 'paper'")
+        mode: Literal["sae", "paper"] = "sae" if self.mode == "sae" else "paper"
         return FeatureSpace.load(
-            self.model, self.sae, layer=self.layer, mode=self.mode, threshold=self.threshold,
+            self.model, self.sae, layer=self.layer, mode=mode, threshold=self.threshold,
             device=self.device, dtype=self.dtype, max_tokens=self.max_tokens, use_cache=not self.no_cache,
         )
 

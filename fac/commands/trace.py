@@ -88,8 +88,9 @@ def _overview(store: TraceStore, as_json: bool) -> None:
                           "tokens_out": sum(c.tokens_out for c in per_step.get(s.id, []))} for s in steps]})
         return
     stdout.print(_t(f"run {store.run_id()}: {len(steps)} steps, {len(calls)} LLM calls", "bold"))
-    for s in sessions:
-        stdout.print(_t(f"session {s.id}: {s.outcome}" + ("" if s.ended_at else " (no end recorded)"), "dim"))
+    for session in sessions:
+        stdout.print(_t(f"session {session.id}: {session.outcome}" + ("" if session.ended_at else
+                                                                      " (no end recorded)"), "dim"))
     table = Table(show_lines=False)
     for name, justify in (("step", "right"), ("round", "right"), ("node", "left"), ("targets", "left"),
                           ("what happened", "left"), ("LLM calls", "right"), ("tokens in/out", "right"),

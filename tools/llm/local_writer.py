@@ -26,7 +26,7 @@ from fac.tools.llm.local_chat import LocalChatModel
 logger = logging.getLogger(__name__)
 
 
-class BatchedLocalChat(LocalChatModel):  # type: ignore[misc]  # fac.* resolves as Any for mypy
+class BatchedLocalChat(LocalChatModel):
     """LocalChatModel whose `batch` decodes up to `batch_size` prompts in one padded forward pass."""
 
     batch_size: int = Field(8, gt=0, description="Prompts decoded together.")

@@ -158,7 +158,7 @@ def test_an_endpoint_that_keeps_failing_ends_the_step_with_a_transient_error(end
     deps = _deps()
     deps = Deps(**{**deps.__dict__, "config": cfg, "writer": make_writer(cfg)})
     with pytest.raises(TransientError, match="all 2 generator requests failed"):
-        generate(GenState(plan=(7,), missing=(7,)), Runtime(context=deps), {})
+        generate(GenState(plan=(7,), missing=(7,)), Runtime(context=deps))
     assert len(_Endpoint.seen) == 2 * 2  # each of the 2 drafts: first try + 1 retry
 
 
