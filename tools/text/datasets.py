@@ -11,7 +11,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,4 +146,27 @@ def read_samples(path: str | Path, text_field: str | None = None) -> list[Sample
     samples = [r.sample for r in read_records(path, text_field)]
     if not samples:
         raise InputError(f"{path}: the dataset is empty; expected at least one record")
+    return samples
+
+
+def samples_from_rows(rows: Iterable[Mapping[str, Any] | str | Sequence[Mapping[str, str]]],
+                      text_field: str | None = None, source: str = "data") -> list[Sample]:
+    """Samples from in-memory rows (dicts as in a file, plain strings, or conversations); row numbers start at 1."""
+    samples: list[Sample] = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{source}[{number}]"
+        if isinstance(row, str):
+            sample: Sample = row
+        elif isinstance(row, Mapping):
+            sample = _sample(row, text_field, where)
+        elif isinstance(row, Sequence) and (messages := _as_messages(list(row))) is not None:
+            sample = messages
+        else:
+            raise InputError(f"{where}: expected a text, a conversation (role/content dicts) or a record, "
+                             f"found {type(row).__name__}")
+        if isinstance(sample, str) and not sample.strip():
+            raise InputError(f"{where}: empty text; expected non-empty text")
+        samples.append(sample)
+    if not samples:
+        raise InputError(f"{source}: empty; expected at least one sample")
     return samples
