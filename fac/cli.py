@@ -15,6 +15,7 @@ from fac.commands.features import features
 from fac.commands.report import report_command
 from fac.commands.run import EXIT_INTERRUPTED, run_command
 from fac.commands.sae import sae_app
+from fac.commands.status import status_command
 from fac.commands.trace import trace_command
 from fac.console import console
 from fac.tools.errors import FacError, TransientError
@@ -35,6 +36,21 @@ app.command("run")(run_command)
 app.command("export")(export_command)
 app.command("trace")(trace_command)
 app.command("report")(report_command)
+app.command("status")(status_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fac import __version__
+
+        sys.stdout.write(f"fac {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print fac's version and exit.")) -> None:
+    """Measure and fill Feature Activation Coverage (FAC) of a dataset in an LLM's SAE feature space."""
 
 
 def main() -> None:

@@ -27,6 +27,9 @@ EMBEDDERS = ("minilm", "hashing", "none")
 LENGTH_WARNING_R = 0.7
 
 
+EXIT_BELOW_BAR = 1  # --fail-under: the data is fine, its coverage is below the bar
+
+
 def _validate(seed: Path, text_field: str | None) -> int:
     """Read the whole seed once, keeping nothing: every input error surfaces before a model loads."""
     n_records = sum(1 for _ in read_records(seed, text_field))
@@ -91,6 +94,8 @@ def coverage(
     judge_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-key-env", help="Variable holding the judge key."),
     guideline: Path | None = typer.Option(None, "--guideline", help="Task guideline file (custom tasks, --strict)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+    fail_under: float | None = typer.Option(None, "--fail-under", min=0.0, max=1.0,
+                                            help="Exit with code 1 when FAC is below this (a CI gate)."),
     top_missing: int = typer.Option(20, "--top-missing", help="Missing (and least covered) features to list."),
     embedder: str = typer.Option("minilm", "--embedder", help="Embedding baseline: minilm, hashing or none."),
     baseline_size: int = typer.Option(2000, "--baseline-size", help="Texts sampled (seeded) for the baselines."),
@@ -153,8 +158,11 @@ def coverage(
         )
     if as_json:
         sys.stdout.write(json.dumps({"seed": str(seed), **report.to_json()}, ensure_ascii=False) + "\n")
-        return
-    _print_report(report, loaded, reasons, top_missing, seed)
+    else:
+        _print_report(report, loaded, reasons, top_missing, seed)
+    if fail_under is not None and report.fac < fail_under:
+        console.print(f"[red]FAC {report.fac:.3f} < --fail-under {fail_under:g}[/red]", highlight=False)
+        raise typer.Exit(EXIT_BELOW_BAR)
 
 
 def _describe(record: FeatureRecord | None) -> str:

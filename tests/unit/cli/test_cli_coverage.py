@@ -154,3 +154,25 @@ def test_without_catalog_flag_the_task_catalog_stored_in_chroma_is_used(setup: d
     assert code == 0
     report = json.loads(out)
     assert report["missing"] == setup["miss"] and report["fac"] == pytest.approx(3 / 5)
+
+
+@pytest.mark.parametrize(("bar", "expected_code"), [(0.5, 0), (0.6, 0), (0.61, 1), (1.0, 1)])
+def test_fail_under_fails_a_ci_job_only_below_the_bar(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch, bar: float,
+                                                     expected_code: int) -> None:
+    code, out, err = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
+                              "--json", "--embedder", "hashing", "--fail-under", str(bar)], capsys, monkeypatch)
+    assert code == expected_code, err
+    assert json.loads(out)["fac"] == pytest.approx(0.6)  # the report is still written
+    assert ("--fail-under" in err) == (expected_code == 1)
+
+
+def test_fail_under_outside_0_1_is_refused_before_the_model_loads(setup: dict[str, Any],
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from fac.commands.options import SpaceOptions
+
+    monkeypatch.setattr(SpaceOptions, "load", lambda self: pytest.fail("the model loaded"))
+    code, _, err = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--fail-under", "1.5"], capsys,
+                           monkeypatch)
+    assert code == 2 and "--fail-under" in err and "Traceback" not in err

@@ -149,3 +149,20 @@ def test_export_and_report_of_a_damaged_run_are_one_line_errors(
         assert code == 2, (argv, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, (argv, err)
         assert named in err or argv[0] == "run", (argv, err)  # resume names what its config lacks
+
+
+def test_status_shows_the_run_json_figures_and_version_prints(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run_cli(_new_run(setup), capsys, monkeypatch)
+    assert code == 0, err
+    code, out, _ = run_cli(["status", str(setup["out"])], capsys, monkeypatch)
+    assert code == 0 and "· done" in out and "FAC 0.750 -> 1.000 (goal 1.0)" in out and "accepted 1" in out
+    assert "stop: goal" in out
+    code, out, _ = run_cli(["status", str(setup["out"]), "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["accepted"] == 1
+    code, _, err = run_cli(["status", str(setup["out"].parent)], capsys, monkeypatch)
+    assert code == 2 and "not a fac run directory" in err
+    code, out, _ = run_cli(["--version"], capsys, monkeypatch)
+    from fac import __version__
+
+    assert code == 0 and out.strip() == f"fac {__version__}"
