@@ -148,21 +148,35 @@ def make_config(values: dict[str, Any], source: str = "run config") -> RunConfig
         raise ConfigError(f"{source}: {problems}") from None
 
 
+def _load_yaml(text: str, path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: cannot parse ({' '.join(str(err).split())})") from None
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The raw fields of a .toml or .json config file."""
+    """The raw fields of a .toml, .yaml/.yml or .json config file; a run's own config.json is unwrapped."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
-            data: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+            data: Any = tomllib.loads(text)
         elif path.suffix == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = _load_yaml(text, path)
         else:
-            raise ConfigError(f"{path}: config files are .toml or .json, not {path.suffix or 'extension-less'}")
+            raise ConfigError(f"{path}: config files are .toml, .yaml or .json, not {path.suffix or 'extension-less'}")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot parse ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of fields, found {type(data).__name__}")
+    if isinstance(data.get("config"), dict) and "fingerprint" in data:  # a run directory's config.json
+        return dict(data["config"])
     return data
 
 

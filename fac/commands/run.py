@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from fac.commands.dry_run import dry_run_report
 from fac.console import console, setup_logging, stdout
 from fac.tools.errors import ConfigError
 
@@ -41,7 +42,12 @@ def run_command(
     task: str | None = typer.Option(None, "--task", help="Task whose missing features are filled (e.g. toxicity)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory, e.g. runs/NAME."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory."),
-    config: Path | None = typer.Option(None, "--config", help="Run config file (.toml/.json); flags override it."),
+    config: Path | None = typer.Option(None, "--config", help="Run config file (.toml/.yaml/.json, or a run's "
+                                       "config.json) holding any field, seed, task and out included; flags override "
+                                       "it."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config, the feature space, F_task, "
+                                 "the missing features and a generator-token estimate; load no generator, write "
+                                 "nothing."),
     catalog: Path | None = typer.Option(None, "--catalog", help="Feature catalog JSON (default: the task's)."),
     text_field: str | None = typer.Option(None, "--text-field", help="Field holding the seed's text."),
     goal_fac: float | None = typer.Option(None, "--goal-fac", help="Stop when FAC reaches this [0.9]."),
@@ -85,7 +91,7 @@ def run_command(
     verbose: int = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG."),
 ) -> None:
     """Synthesise samples that cover the seed's missing task features; each kept sample is verified."""
-    from fac.graph.config import load_config
+    from fac.graph.config import make_config, read_config_file
     from fac.graph.runner import attach_log_file, make_deps, open_run, run
 
     setup_logging(verbose)
@@ -111,11 +117,22 @@ def run_command(
         if seed is not None or task is not None or out is not None or config is not None:
             raise ConfigError("--resume takes the run directory only (plus limits): the seed, task and config "
                               "are in its config.json")
+        if dry_run:
+            raise ConfigError("--dry-run previews a new run; `fac status RUN` shows where a run stands")
         cfg, paths = open_run(resume, resume=True, overrides={**semantic, **flags})
     else:
-        if seed is None or task is None or out is None:
-            raise ConfigError("a new run needs SEED, --task and --out (or --resume RUN_DIR)")
-        cfg = load_config(config, {"seed": str(seed), "task": task, **semantic, **flags})
+        values = read_config_file(config) if config else {}
+        out = out or (Path(str(values["out"])) if values.get("out") else None)
+        values.pop("out", None)
+        given = {"seed": str(seed) if seed else None, "task": task, **semantic, **flags}
+        values.update({k: v for k, v in given.items() if v is not None})
+        if not values.get("seed") or not values.get("task") or out is None:
+            raise ConfigError("a new run needs SEED, --task and --out, on the command line or in --config "
+                              "(or --resume RUN_DIR)")
+        cfg = make_config(values, str(config) if config else "run config")
+        if dry_run:
+            dry_run_report(cfg, out)
+            return
         cfg, paths = open_run(out, cfg)
     handler = attach_log_file(paths)
     try:

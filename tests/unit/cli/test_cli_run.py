@@ -166,3 +166,42 @@ def test_status_shows_the_run_json_figures_and_version_prints(
     from fac import __version__
 
     assert code == 0 and out.strip() == f"fac {__version__}"
+
+
+def test_a_yaml_config_carries_seed_task_and_out_and_flags_override_it(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"seed: {setup['seed']}\ntask: toxicity\nout: {setup['out']}\ncatalog: {setup['catalog']}\n"
+                      "embedder: hashing\ngoal_fac: 0.5\nmin_per_feature: 1\ndrafts_per_feature: 1\n")
+    code, out, err = run_cli(["run", "--config", str(config), "--goal-fac", "1.0"], capsys, monkeypatch)
+    assert code == 0, err
+    saved = json.loads((setup["out"] / "config.json").read_text())["config"]
+    assert saved["goal_fac"] == 1.0 and saved["embedder"] == "hashing"  # the flag won over the file
+    assert "FAC 0.750 -> 1.000" in out
+    # a run's own config.json starts an identical run elsewhere
+    again = tmp_path / "again"
+    code, out, err = run_cli(["run", "--config", str(setup["out"] / "config.json"), "--out", str(again)], capsys,
+                             monkeypatch)
+    assert code == 0, err
+    assert json.loads((again / "config.json").read_text())["fingerprint"] == json.loads(
+        (setup["out"] / "config.json").read_text())["fingerprint"]
+
+
+def test_dry_run_prints_the_plan_without_a_generator_or_a_run_directory(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: pytest.fail("the generator loaded"))
+    code, out, err = run_cli([*_new_run(setup), "--dry-run"], capsys, monkeypatch)
+    assert code == 0, err
+    assert '"goal_fac": 1.0' in out and "F_task: 4 features" in out and "FAC 0.750, 1 missing" in out
+    assert f"missing: {setup['target']}" in out and "generator tokens: at least ~" in out
+    assert not setup["out"].exists()
+
+
+def test_a_config_file_that_does_not_parse_is_one_line(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [unclosed\n")
+    code, _, err = run_cli(["run", "--config", str(bad)], capsys, monkeypatch)
+    assert code == 2 and "bad.yaml: cannot parse" in err and "Traceback" not in err
