@@ -25,7 +25,7 @@ sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_
 TEXT_FIELD = typer.Option(None, help="Field holding the text (default: detected).")
 HELDOUT_FRACTION = typer.Option(0.03, help="Share of texts held out for the quality report.")
 MAX_TEXTS = typer.Option(None, help="Use only the first N texts of the corpus.")
-MAX_TOKENS = typer.Option(512, help="Token cap per text (longer texts are truncated and counted).")
+MAX_TOKENS = typer.Option(512, min=1, help="Token cap per text (longer texts are truncated and counted).")
 FP16 = typer.Option(True, help="Store weights as float16 (half the size).")
 SEED = typer.Option(0)
 
