@@ -89,7 +89,11 @@ def export_command(
     status = json.loads(paths.status.read_text(encoding="utf-8")) if paths.status.is_file() else {}
     rows = export_rows(run_dir)
     target = out or run_dir / "export"
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # --out is a file, or under one; nothing was written yet
+        why = "is a file" if target.is_file() else f"cannot be created ({err.strerror})"
+        raise ConfigError(f"--out {target} {why}; expected a new or existing directory") from None
     if fmt == "jsonl":
         data = target / "data.jsonl"
         data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

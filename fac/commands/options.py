@@ -36,7 +36,8 @@ THRESHOLD = typer.Option(0.0, "--threshold", callback=check_threshold,
                          help="δ: a sample activates a feature iff its score > δ.")
 DEVICE = typer.Option(None, "--device", callback=check_device, help="cuda or cpu (default: cuda when available).")
 DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
-MAX_TOKENS = typer.Option(512, "--max-tokens", min=1, help="Token cap per sample; longer ones are truncated and reported.")
+MAX_TOKENS = typer.Option(512, "--max-tokens", min=1,
+                          help="Token cap per sample; longer ones are truncated and reported.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")
 
