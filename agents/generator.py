@@ -197,9 +197,9 @@ def _transient(err: BaseException, model: str) -> TransientError | None:
     """The TransientError for a fault worth a later retry (endpoint down, 429, 5xx, timeout), else None."""
     if isinstance(err, TransientError):
         return err
-    if isinstance(err, ModelError):
+    if isinstance(err, ModelError | ValueError):  # ValueError: a reply that is no chat completion (HTML page)
         translated = translate_error(err, model)
-        if isinstance(translated, ConfigError):
+        if isinstance(translated, ConfigError) and translated is not err:
             raise translated from err
         return translated if isinstance(translated, TransientError) else None
     if isinstance(err, TimeoutError | ConnectionError):
