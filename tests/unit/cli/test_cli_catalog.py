@@ -132,7 +132,8 @@ def test_a_catalog_file_for_another_task_is_refused(fac: Any, tmp_path: Path) ->
     (["--method", "llm"], "expected contrast or judge"),
     (["--judge-local"], "apply to --method judge only"),
     (["--anchor", "missing.jsonl"], "missing.jsonl: no such file (--anchor)"),
-    (["--q-max", "0"], "q_max=0.0"),
+    (["--q-max", "0"], "--q-max 0.0: the FDR level must lie in (0, 1]"),
+    (["--min-log-odds", "nan"], "--min-log-odds nan: expected a finite number >= 0"),
 ])
 def test_bad_build_options_are_one_line_errors(fac: Any, args: list[str], expected: str) -> None:
     line = one_line_error(*fac("catalog", "build", "--task", "toxicity", *args)[::2])
