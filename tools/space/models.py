@@ -37,17 +37,16 @@ def pick_device(device: str | None = None) -> str:
     if not device:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        kind = "unknown"
-    if kind not in ("cpu", "cuda", "mps"):
+        parsed = torch.device(device)
+    except RuntimeError:  # "gpu0", "cuda:x"
+        parsed = torch.device("meta")
+    if parsed.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device {device!r} is not cpu, cuda, cuda:N or mps")
-    if kind == "cuda" and not torch.cuda.is_available():
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r}: no CUDA GPU is usable here (torch {torch.__version__}); use cpu")
-    index = torch.device(device).index
-    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
         raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    if kind == "mps" and not torch.backends.mps.is_available():
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device {device!r}: Apple MPS is not available here; use cpu")
     return device
 
