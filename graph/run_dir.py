@@ -82,8 +82,10 @@ class RunDir:
 
     def require(self) -> None:
         """InputError unless this is a fac run directory."""
-        if not self.root.is_dir():
+        if not self.root.exists():
             raise InputError(f"{self.root}: no such run directory")
+        if not self.root.is_dir():
+            raise InputError(f"{self.root}: is a file, not a fac run directory")
         if not self.is_run():
             raise InputError(f"{self.root}: not a fac run directory (no {CONFIG_FILE})")
 

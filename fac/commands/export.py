@@ -84,10 +84,12 @@ def export_command(
     paths = RunDir(run_dir)
     config, status = paths.read_config_file(), paths.read_status()
     target = out or run_dir / "export"
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"--out {target}: is a file; export writes a directory (data file + README.md)")
     rows = export_rows(run_dir)
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # --out is a file, or under one; nothing was written yet
+        why = "is a file" if target.is_file() else f"cannot be created ({err.strerror})"
+        raise ConfigError(f"--out {target} {why}; expected a new or existing directory") from None
     if fmt == "jsonl":
         data = target / "data.jsonl"
         data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -20,7 +20,7 @@ def features(
     text: list[str] | None = typer.Argument(None, help="Texts to score (or use --file)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Dataset file: jsonl/csv/parquet/txt or HF dir."),
     text_field: str | None = typer.Option(None, help="Field holding the text in --file (default: detected)."),
-    top: int = typer.Option(10, "--top", "-n", help="Features to show per text."),
+    top: int = typer.Option(10, "--top", "-n", min=0, help="Features to show per text."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per text on stdout."),
     model: str = opt.MODEL,
     sae: str = opt.SAE,

@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import typer
 
+
+def check_threshold(value: float) -> float:
+    """δ must be a finite number >= 0 (NaN would pass every comparison and print NaN into --json)."""
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value} is not a finite number >= 0")
+    return value
+
+
+def check_device(value: str | None) -> str | None:
+    """The device must exist on this machine: checked while the flags are parsed, before any model loads."""
+    if value is None:
+        return None
+    from fac.tools.errors import ConfigError
+    from fac.tools.space.models import pick_device
+
+    try:
+        return pick_device(value)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from None
+
 MODEL = typer.Option("default", "--model", help="'default' (embedded SmolLM2-135M-Instruct), hub id, dir or .gguf.")
 SAE = typer.Option("default", "--sae", help="'default' (shipped SAE), an sae-lens directory, or RELEASE:SAE_ID.")
 LAYER = typer.Option(None, "--layer", help="hidden_states index (default: the SAE's hook layer).")
 MODE = typer.Option("sae", "--mode", help="'sae' (the SAE's own encode) or 'paper' (dense ReLU, δ = 0).")
-THRESHOLD = typer.Option(0.0, "--threshold", help="δ: a sample activates a feature iff its score > δ.")
-DEVICE = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available).")
+THRESHOLD = typer.Option(0.0, "--threshold", callback=check_threshold,
+                         help="δ: a sample activates a feature iff its score > δ.")
+DEVICE = typer.Option(None, "--device", callback=check_device, help="cuda or cpu (default: cuda when available).")
 DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
-MAX_TOKENS = typer.Option(512, "--max-tokens", help="Token cap per sample; longer ones are truncated and reported.")
+MAX_TOKENS = typer.Option(512, "--max-tokens", min=1,
+                          help="Token cap per sample; longer ones are truncated and reported.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")
 

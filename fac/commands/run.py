@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fac.commands.dry_run import dry_run_report
+from fac.commands.options import check_device
 from fac.console import console, setup_logging, stdout
 from fac.tools.errors import ConfigError
 
@@ -83,7 +84,7 @@ def run_command(
     layer: int | None = typer.Option(None, "--layer", help="hidden_states index (default: the SAE's)."),
     mode: str | None = typer.Option(None, "--mode", help="'sae' or 'paper'."),
     threshold: float | None = typer.Option(None, "--threshold", help="δ: activation threshold [0]."),
-    device: str | None = typer.Option(None, "--device", help="cuda or cpu."),
+    device: str | None = typer.Option(None, "--device", callback=check_device, help="cuda or cpu."),
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16."),
     otlp_endpoint: str | None = typer.Option(None, "--otlp-endpoint", envvar="FAC_OTLP_ENDPOINT",
                                              help="Also export the trace as OpenTelemetry spans to this OTLP/HTTP "

@@ -25,7 +25,7 @@ sae_app = typer.Typer(help="Train and inspect sparse autoencoders.", no_args_is_
 TEXT_FIELD = typer.Option(None, help="Field holding the text (default: detected).")
 HELDOUT_FRACTION = typer.Option(0.03, help="Share of texts held out for the quality report.")
 MAX_TEXTS = typer.Option(None, help="Use only the first N texts of the corpus.")
-MAX_TOKENS = typer.Option(512, help="Token cap per text (longer texts are truncated and counted).")
+MAX_TOKENS = typer.Option(512, min=1, help="Token cap per text (longer texts are truncated and counted).")
 FP16 = typer.Option(True, help="Store weights as float16 (half the size).")
 SEED = typer.Option(0)
 
@@ -48,7 +48,10 @@ class _Activations:
 
 
 def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer: int, max_texts: int | None,
-                        max_tokens: int, heldout_fraction: float, seed: int, device: str | None) -> _Activations:
+                        max_tokens: int, heldout_fraction: float, seed: int, device: str | None,
+                        min_train_tokens: int = 0) -> _Activations:
+    """The corpus's residual activations; fewer than `min_train_tokens` training tokens is refused before the
+    (slow) collection starts."""
     from fac.tools.space.models import load_model
     from fac.tools.space.residual import LayerReader
     from fac.tools.space.sae_training import cached_activations, split_heldout
@@ -62,7 +65,12 @@ def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer:
     loaded = load_model(model, device=device)
     reader = LayerReader(loaded.model, loaded.tokenizer, layer, max_tokens=max_tokens)
     train_texts, held_texts = split_heldout(texts, heldout_fraction, seed)
-    truncated = sum(reader.tokenize(t).truncated for t in texts)
+    tokenized = {t: reader.tokenize(t) for t in texts}
+    truncated = sum(tokenized[t].truncated for t in texts)
+    n_train_tokens = sum(len(tokenized[t].content_positions) for t in train_texts)
+    if n_train_tokens < min_train_tokens:
+        raise InputError(f"{corpus}: {len(train_texts)} training texts hold {n_train_tokens} tokens, fewer than one "
+                         f"batch (--batch-tokens {min_train_tokens}); use a larger corpus or a smaller batch")
     if truncated:
         console.print(f"[yellow]{truncated} texts exceed {max_tokens} tokens and were truncated[/yellow]")
     cache_dir = _cache_root() / "activations"
@@ -118,7 +126,8 @@ def train(
         d_sae=d_sae, k=k, epochs=epochs, batch_tokens=batch_tokens, lr=lr, dead_feature_window=dead_window, seed=seed
     )
     started = time.time()
-    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device)
+    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device,
+                               min_train_tokens=cfg.batch_tokens)
     collected = time.time()
     hook_name = f"blocks.{layer - 1}.hook_resid_post"
     with progress() as bar:

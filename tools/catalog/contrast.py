@@ -9,6 +9,7 @@ task-relevant iff q < q_max, log-odds >= min_log_odds and it fires in >= min_pos
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,12 +29,14 @@ class ContrastConfig:
     min_positive: int = 5
 
     def __post_init__(self) -> None:
+        """Named as `fac catalog build`'s flags, which mirror these fields; NaN fails every check."""
         if not 0 < self.q_max <= 1:
-            raise ConfigError(f"q_max={self.q_max}: the FDR level must lie in (0, 1]")
-        if self.min_log_odds < 0:
-            raise ConfigError(f"min_log_odds={self.min_log_odds} must be >= 0 (relevant = over-represented)")
+            raise ConfigError(f"--q-max {self.q_max}: the FDR level must lie in (0, 1]")
+        if not 0 <= self.min_log_odds < math.inf:
+            raise ConfigError(f"--min-log-odds {self.min_log_odds}: expected a finite number >= 0 "
+                              "(relevant = over-represented)")
         if self.min_positive < 1:
-            raise ConfigError(f"min_positive={self.min_positive} must be >= 1")
+            raise ConfigError(f"--min-positive {self.min_positive}: expected >= 1")
 
 
 @dataclass(frozen=True)

@@ -258,10 +258,13 @@ class _Judge:
         logger.debug("judge %s prompt:\n%s", step, messages[-1].text)
         try:
             reply = call()
-        except ModelError as err:
+        except (ModelError, ValueError) as err:  # ValueError: a reply that is no chat completion (HTML page)
             if is_rejection(err):
                 raise _Rejected(first_line(err)) from err
-            raise translate_error(err, self.model_name) from err
+            translated = translate_error(err, self.model_name)
+            if translated is err:
+                raise
+            raise translated from err
         text = str(reply.text)
         n_in, n_out = usage(reply)
         self.cache.put(key, CachedReply(text, n_in, n_out), self.model_name)

@@ -48,9 +48,9 @@ def transient_fault(err: BaseException, model: str) -> TransientError | None:
     Raises the ConfigError a fault means when no retry can help (a refused key, an unknown model)."""
     if isinstance(err, TransientError):
         return err
-    if isinstance(err, ModelError):
+    if isinstance(err, ModelError | ValueError):  # ValueError: a reply that is no chat completion (HTML page)
         translated = translate_error(err, model)
-        if isinstance(translated, ConfigError):
+        if isinstance(translated, ConfigError) and translated is not err:
             raise translated from err
         return translated if isinstance(translated, TransientError) else None
     if isinstance(err, TimeoutError | ConnectionError):

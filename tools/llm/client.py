@@ -4,7 +4,8 @@ and translation of provider errors into fac's errors.
 Retries: transient faults (HTTP 408/409/429/5xx, connection errors, timeouts) are retried by the
 OpenAI client itself, `max_retries` times with exponential back-off. What still fails afterwards
 reaches fac as langchain-core's provider-neutral `ModelError` subclasses; `translate_error` maps
-them to TransientError (may pass later), ConfigError (key, permission, unknown model) or leaves them
+them, and a reply that is no chat completion at all (an HTML page served with HTTP 200), to
+TransientError (an endpoint fault: exit 3), ConfigError (key, permission, unknown model) or leaves them
 as request rejections (`is_rejection`: invalid request, context overflow, refusal) for the caller to
 record per item.
 """
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_FOREIGN_REPLY = "Unexpected response type from OpenAI-compatible endpoint"  # langchain-openai, on a non-JSON body
 LOCAL_API_KEY = "EMPTY"  # vLLM / llama.cpp servers accept any key unless started with --api-key
 _BASE_URL_ENVS = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
@@ -145,15 +147,20 @@ def first_line(err: BaseException) -> str:
     return redact(text)[:300]
 
 
-def translate_error(err: ModelError, model: str) -> Exception:
-    """The fac error to raise for a chat model failure that survived the client's retries."""
+def translate_error(err: Exception, model: str) -> Exception:
+    """The fac error to raise for a chat model failure that survived the client's retries (`err` itself when
+    it is none of fac's business: the caller records or re-raises it)."""
     detail = first_line(err)
     translated: Exception = err
-    if isinstance(err, ModelAuthenticationError | ModelPermissionDeniedError):
+    if isinstance(err, ValueError) and _FOREIGN_REPLY in detail:  # e.g. HTTP 200 with an HTML page
+        body = detail.split("got ", 1)[-1][:120]
+        translated = TransientError(f"the endpoint for {model!r} answered with something that is not an OpenAI "
+                                    f"chat completion ({body}); check the base URL (usually ending in /v1)")
+    elif isinstance(err, ModelAuthenticationError | ModelPermissionDeniedError):
         translated = ConfigError(f"the endpoint refused the key for {model!r} ({detail}); check the key variable")
     elif isinstance(err, ModelNotFoundError):
         translated = ConfigError(f"the endpoint does not serve model {model!r} ({detail}); check the model name")
-    elif err.is_retryable:
+    elif isinstance(err, ModelError) and err.is_retryable:
         translated = TransientError(f"{type(err).__name__} from {model!r} after the client's retries ({detail}); "
                                     "finished calls are cached, so rerunning resumes")
     return translated

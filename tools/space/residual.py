@@ -59,8 +59,9 @@ class LayerReader:
         depth = self.model.config.num_hidden_layers
         if not 1 <= self.layer <= depth:
             raise ConfigError(f"layer {self.layer} is outside the model's blocks 1..{depth}")
-        if self.max_tokens < 1 or self.token_budget < self.max_tokens:
-            raise ConfigError(f"token_budget={self.token_budget} must be >= max_tokens={self.max_tokens} >= 1")
+        if self.max_tokens < 1:
+            raise ConfigError(f"--max-tokens {self.max_tokens}: the token cap per sample must be >= 1")
+        self.token_budget = max(self.token_budget, self.max_tokens)  # a batch holds at least one capped sample
         self.renderer = Renderer(self.tokenizer, self.render)
         self._block = decoder_blocks(self.model)[self.layer - 1]
         pad = self.tokenizer.pad_token_id

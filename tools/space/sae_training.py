@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from fac.tools.errors import ConfigError
 from fac.tools.space.residual import LayerReader
 
 if TYPE_CHECKING:
@@ -49,6 +50,17 @@ class SAETrainingConfig:
     aux_loss_coefficient: float = 1.0 / 32
     norm_estimate_batches: int = 25
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Named as `fac sae train`'s flags, which mirror these fields."""
+        if self.d_sae < 1 or not 1 <= self.k <= self.d_sae:
+            raise ConfigError(f"--k {self.k} and --d-sae {self.d_sae}: expected 1 <= k <= d_sae (k latents of "
+                              "d_sae fire per token)")
+        if self.batch_tokens < 1 or self.dead_feature_window < 1:
+            raise ConfigError(f"--batch-tokens {self.batch_tokens} and --dead-window {self.dead_feature_window} "
+                              "must be >= 1")
+        if not (math.isfinite(self.epochs) and self.epochs > 0 and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--epochs {self.epochs} and --lr {self.lr} must be finite numbers > 0")
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,8 @@ def train_sae(
     torch.manual_seed(cfg.seed)
     d_in = acts.shape[1]
     if acts.shape[0] < cfg.batch_tokens:
-        raise ValueError(f"{acts.shape[0]} activations are fewer than one batch of {cfg.batch_tokens}")
+        raise ConfigError(f"{acts.shape[0]} activations are fewer than one batch of {cfg.batch_tokens} "
+                          "(--batch-tokens): use a larger corpus or a smaller batch")
     total = int(acts.shape[0] * cfg.epochs) // cfg.batch_tokens * cfg.batch_tokens
     sae_cfg = TopKTrainingSAEConfig(
         d_in=d_in,

@@ -11,6 +11,8 @@ import csv
 import gzip
 import io
 import json
+import re
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +29,62 @@ SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".csv.gz", ".parquet", ".txt
 class Record:
     """One dataset row: where it came from and the sample fac scores."""
 
-    line: int  # 1-based line (jsonl/txt), data row (csv, header excluded), or row index + 1
+    line: int  # 1-based file line where the record starts (jsonl/json/csv/txt), or row index + 1 (parquet, HF)
     sample: Sample
     fields: Mapping[str, Any]
 
 
+_BETWEEN_ITEMS = re.compile(r"[\s,]*")
+
+
 def _open_text(path: Path) -> io.TextIOBase:
+    """The file as UTF-8 text, gunzipped when its name ends in .gz; a leading byte-order mark is dropped."""
     raw = gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")  # noqa: SIM115 (caller closes)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def _json_lines(path: Path, lines: Iterator[str]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno})") from None
+        yield _json_object(path, number, row)
+
+
+def _json_array(path: Path, text: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The objects of a JSON array, each with the file line it starts on."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    decoder, pos, line, counted = json.JSONDecoder(), text.index("[") + 1, 1, 0
+    for item in items:  # walk the (valid) text again to find where each item starts
+        pos = _BETWEEN_ITEMS.match(text, pos).end()  # type: ignore[union-attr]  # the pattern matches ""
+        line, counted = line + text.count("\n", counted, pos), pos
+        pos = decoder.raw_decode(text, pos)[1]
+        yield _json_object(path, line, item)
+
+
+def _json_object(path: Path, number: int, row: Any) -> tuple[int, Mapping[str, Any]]:
+    if not isinstance(row, dict):
+        raise InputError(f"{path}:{number}: expected a JSON object, found {_kind(row)}")
+    return number, row
+
+
+def _csv_rows(path: Path, handle: io.TextIOBase) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Rows keyed by the header, each with the file line it starts on (a quoted field may span lines)."""
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    start = reader.line_num + 1
+    for row in reader:
+        if row:
+            if len(row) > len(header or ()):
+                raise InputError(f"{path}:{start}: {len(row)} fields but the header has {len(header or ())}")
+            yield start, dict(zip(header or (), row + [""] * (len(header or ()) - len(row)), strict=True))
+        start = reader.line_num + 1
 
 
 def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
@@ -42,28 +92,21 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
     try:
         if path.is_dir():
             yield from _hf_rows(path)
-        elif name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        elif name.endswith(".json"):  # a JSON array of objects, or JSON Lines under a .json name
             with _open_text(path) as handle:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise InputError(f"{path}:{number}: malformed JSON ({err.msg} at column {err.colno})") from None
-                    if not isinstance(row, dict):
-                        raise InputError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
-                    yield number, row
+                text = handle.read()
+            if text.lstrip().startswith("["):
+                yield from _json_array(path, text)
+            else:
+                yield from _json_lines(path, io.StringIO(text, newline=""))
+        elif name.endswith((".jsonl", ".jsonl.gz")):
+            with _open_text(path) as handle:
+                yield from _json_lines(path, handle)
         elif name.endswith((".csv", ".csv.gz")):
             with _open_text(path) as handle:
-                for number, row in enumerate(csv.DictReader(handle), 1):
-                    yield number, row
+                yield from _csv_rows(path, handle)
         elif name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-            for number, row in enumerate(table.to_pylist(), 1):
-                yield number, row
+            yield from enumerate(_parquet_rows(path), 1)
         elif name.endswith((".txt", ".txt.gz")):
             with _open_text(path) as handle:
                 for number, line in enumerate(handle, 1):
@@ -73,6 +116,21 @@ def _rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
             raise InputError(f"{path}: unknown dataset format; expected one of {', '.join(SUFFIXES)} or a directory")
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except gzip.BadGzipFile as err:
+        raise InputError(f"{path}: not gzip-compressed ({err}); compress it or drop the .gz suffix") from None
+    except (EOFError, zlib.error) as err:  # EOFError: a truncated file (uncaught, click reads it as ^D: "aborted")
+        raise InputError(f"{path}: truncated or corrupt gzip data ({err})") from None
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_table(path).to_pylist())
+    except pa.ArrowException as err:
+        detail = str(err).split(". ")[0].split(": ")[-1]
+        raise InputError(f"{path}: not a readable parquet file ({detail})") from None
 
 
 def _hf_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -83,6 +141,8 @@ def _hf_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     except (FileNotFoundError, ValueError) as err:
         raise InputError(f"{path}: not a saved HF datasets directory ({err})") from None
     if isinstance(loaded, datasets.DatasetDict):
+        if not loaded:
+            raise InputError(f"{path}: a saved DatasetDict with no splits; expected at least one (e.g. train)")
         split = "train" if "train" in loaded else next(iter(loaded))
         loaded = loaded[split]
     yield from enumerate(loaded, 1)
@@ -94,6 +154,19 @@ def _as_messages(value: Any) -> list[dict[str, str]] | None:
     return None
 
 
+def _kind(value: Any) -> str:
+    """A JSON value's kind in words: "a number", "null", "a list", ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | dict):
+        return "a list" if isinstance(value, list) else "an object"
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
 def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sample:
     if text_field is not None:
         if text_field not in row:
@@ -103,7 +176,7 @@ def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sampl
         if messages is not None:
             return messages
         if not isinstance(value, str):
-            raise InputError(f"{where}: field {text_field!r} is {type(value).__name__}, expected text or messages")
+            raise InputError(f"{where}: field {text_field!r} holds {_kind(value)}; expected a string or messages")
         return value
     if (messages := _as_messages(row.get("messages"))) is not None:
         return messages
@@ -117,6 +190,11 @@ def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sampl
     for name in TEXT_FIELDS:
         if isinstance(row.get(name), str):
             return str(row[name])
+    for name in ("messages", *TEXT_FIELDS):
+        if name in row:
+            wanted = "a list of {role, content} messages" if name == "messages" else "a string"
+            raise InputError(f"{where}: field {name!r} holds {_kind(row[name])}; expected {wanted} "
+                             "(or pick another field with --text-field)")
     raise InputError(
         f"{where}: no text field found (tried messages, prompt/response, chosen, {', '.join(TEXT_FIELDS)}); "
         f"fields here: {', '.join(map(str, row)) or 'none'}; pick one with --text-field"

@@ -98,8 +98,12 @@ def test_a_weak_good_draft_is_paraphrased_not_kept_verbatim() -> None:
     assert "Good example (score 1.00): you idiot" in prompt and "word for word" not in prompt
 
 
+HTML_PAGE = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
+
+
 class _Endpoint(BaseHTTPRequestHandler):
-    """An OpenAI-compatible /chat/completions that answers with the next status of `statuses`."""
+    """An OpenAI-compatible /chat/completions that answers with the next status of `statuses` (0: HTTP 200 with
+    an HTML page, as a web server or proxy at the wrong URL sends)."""
 
     statuses: ClassVar[list[int]] = []
     seen: ClassVar[list[dict[str, Any]]] = []
@@ -114,9 +118,9 @@ class _Endpoint(BaseHTTPRequestHandler):
                        "choices": [{"index": 0, "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": "you are a total idiot"}}],
                        "usage": {"prompt_tokens": 30, "completion_tokens": 6, "total_tokens": 36}}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        data = json.dumps(payload).encode() if status else HTML_PAGE
+        self.send_response(status or 200)
+        self.send_header("Content-Type", "application/json" if status else "text/html")
         self.send_header("retry-after-ms", "1")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -171,3 +175,12 @@ def test_an_unreachable_endpoint_is_a_transient_error() -> None:
     cfg = _openai_cfg(f"http://127.0.0.1:{port}/v1", retries=0)
     (reply,) = call_generator(make_writer(cfg), [Request(7, "draft", [HumanMessage("write")], "h")], cfg)
     assert isinstance(reply, TransientError) and "Connection" in str(reply)
+
+
+def test_an_endpoint_answering_200_with_an_html_page_is_an_endpoint_fault_naming_the_base_url(endpoint: str) -> None:
+    _Endpoint.statuses = [0]
+    cfg = _openai_cfg(endpoint, retries=2)
+    (reply,) = call_generator(make_writer(cfg), [Request(7, "draft", [HumanMessage("write")], "h")], cfg)
+    assert isinstance(reply, TransientError)
+    assert "not an OpenAI chat completion" in str(reply) and "Welcome to nginx" in str(reply)
+    assert "base URL" in str(reply) and "\n" not in str(reply)

@@ -86,16 +86,24 @@ def test_judge_build_shows_every_judged_feature_and_what_the_judge_spent(fac: An
     assert "600 input / 120 output tokens spent" in err
 
 
-def test_a_judge_endpoint_that_stays_down_is_one_line_and_exit_code_3(fac: Any, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    chat = ScriptedChat(script=[ModelRateLimitError("429 Too Many Requests")])
+HTML_REPLY = ValueError("Unexpected response type from OpenAI-compatible endpoint. Expected a dict or "
+                        "openai.BaseModel, got str: '<html><body>It works!</body></html>'")  # langchain-openai's
+
+
+@pytest.mark.parametrize(("fault", "expected"), [
+    (ModelRateLimitError("429 Too Many Requests"), "stopped: ModelRateLimitError from 'down@test'"),
+    (HTML_REPLY, "stopped: the endpoint for 'down@test' answered with something that is not an OpenAI chat"),
+])
+def test_a_judge_endpoint_that_stays_down_or_serves_html_is_one_line_and_exit_code_3(
+        fac: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: Exception, expected: str) -> None:
+    chat = ScriptedChat(script=[fault])
     monkeypatch.setattr(catalog_command, "_chat", lambda *args: (chat, "down@test"))
     anchor = corpus(tmp_path / "a.jsonl", TOXIC, 1)
     code, _, err = fac("catalog", "build", "--task", "toxicity", "--anchor", str(anchor), "--method", "judge",
                        "--judge-local", "--max-features", "2", "--no-store")
     lines = [line for line in err.splitlines() if line.strip() and "━" not in line]
     assert code == 3 and "Traceback" not in err
-    assert lines[-1].startswith("stopped: ModelRateLimitError from 'down@test'") and "rerunning resumes" in err
+    assert lines[-1].startswith(expected)
 
 
 def one_line_error(code: int, err: str) -> str:
@@ -124,7 +132,8 @@ def test_a_catalog_file_for_another_task_is_refused(fac: Any, tmp_path: Path) ->
     (["--method", "llm"], "expected contrast or judge"),
     (["--judge-local"], "apply to --method judge only"),
     (["--anchor", "missing.jsonl"], "missing.jsonl: no such file (--anchor)"),
-    (["--q-max", "0"], "q_max=0.0"),
+    (["--q-max", "0"], "--q-max 0.0: the FDR level must lie in (0, 1]"),
+    (["--min-log-odds", "nan"], "--min-log-odds nan: expected a finite number >= 0"),
 ])
 def test_bad_build_options_are_one_line_errors(fac: Any, args: list[str], expected: str) -> None:
     line = one_line_error(*fac("catalog", "build", "--task", "toxicity", *args)[::2])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from fac.graph import runner
 from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.space.features import FeatureSpace
 
+REAL_MAKE_WRITER = runner.make_writer  # before any fixture replaces it
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"
 
@@ -205,3 +209,39 @@ def test_a_config_file_that_does_not_parse_is_one_line(
     bad.write_text("seed: [unclosed\n")
     code, _, err = run_cli(["run", "--config", str(bad)], capsys, monkeypatch)
     assert code == 2 and "bad.yaml: cannot parse" in err and "Traceback" not in err
+
+
+class _HtmlPage(BaseHTTPRequestHandler):
+    """A web server where an OpenAI-compatible endpoint was expected: HTTP 200 and an HTML page to every POST."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        page = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def html_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HtmlPage)  # loopback only
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+
+
+def test_an_endpoint_answering_with_an_html_page_stops_the_run_with_exit_3_and_no_traceback(
+        setup: dict[str, Any], html_endpoint: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "make_writer", REAL_MAKE_WRITER)
+    code, _, err = run_cli(_new_run(setup, "--generator", "openai", "--base-url", html_endpoint,
+                                    "--generator-model", "served", "--max-retries", "0"), capsys, monkeypatch)
+    assert code == 3 and "Traceback" not in err, err
+    flat = "".join(err.split())  # the console wraps long lines
+    assert "notanOpenAIchatcompletion(str:'<html><body>Itworks!" in flat and "checkthebaseURL" in flat
+    assert err.startswith("stopped:") or "\nstopped:" in err  # the endpoint-fault line, then the resume command

@@ -105,6 +105,11 @@ def test_translate_error_maps_provider_errors_to_fac_errors() -> None:
     assert isinstance(translate_error(ModelTimeoutError("slow"), "m"), TransientError)
     invalid = ModelInvalidRequestError("bad")
     assert translate_error(invalid, "m") is invalid
+    html = ValueError("Unexpected response type from OpenAI-compatible endpoint. Expected a dict or "
+                      "openai.BaseModel, got str: '<html><body>Welcome'")
+    assert isinstance(translate_error(html, "m"), TransientError)  # an endpoint fault: exit 3
+    other = ValueError("a bug of ours")
+    assert translate_error(other, "m") is other
 
 
 def test_rejections_are_per_request_errors() -> None:

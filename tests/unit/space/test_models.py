@@ -59,3 +59,25 @@ def test_dtype_auto_is_fp32_on_cpu_and_an_unknown_dtype_is_a_config_error() -> N
     assert pick_dtype("auto", "cuda") == torch.bfloat16
     with pytest.raises(ConfigError, match=r"dtype 'fp8' is not one of auto, float32"):
         pick_dtype("fp8", "cpu")
+
+
+def test_an_explicit_device_must_exist_here_and_none_picks_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fac.tools.space.models import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device(None) == "cpu" and pick_device("cpu") == "cpu"
+    for bad, why in (("gpu0", "is not cpu, cuda, cuda:N or mps"), ("meta", "is not cpu"),
+                     ("cuda", "no CUDA GPU is usable here")):
+        with pytest.raises(ConfigError, match=why):
+            pick_device(bad)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("cuda:0") == "cuda:0"
+    with pytest.raises(ConfigError, match=r"device 'cuda:1': this machine has 1 CUDA GPU\(s\)"):
+        pick_device("cuda:1")
+
+
+def test_a_gguf_without_the_magic_bytes_is_refused_before_transformers_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "m.gguf").write_bytes(b"GGML" + bytes(60))
+    with pytest.raises(ConfigError, match=r"m\.gguf is not a GGUF file"):
+        load_model(str(tmp_path / "m.gguf"), device="cpu")

@@ -82,12 +82,13 @@ def test_batches_respect_the_token_budget_and_go_longest_first(tiny_tokenizer: P
     assert len(batches) > 1  # the budget actually split the work
 
 
-def test_budget_below_max_tokens_and_layer_outside_the_model_are_config_errors(
+def test_a_budget_below_the_token_cap_grows_to_it_and_a_zero_cap_or_outside_layer_are_config_errors(
     tiny_tokenizer: PreTrainedTokenizerFast,
 ) -> None:
     lm = make_lm()
-    with pytest.raises(ConfigError, match=r"token_budget=100 must be >= max_tokens=512"):
-        LayerReader(lm, tiny_tokenizer, 1, max_tokens=512, token_budget=100)
+    assert LayerReader(lm, tiny_tokenizer, 1, max_tokens=512, token_budget=100).token_budget == 512
+    with pytest.raises(ConfigError, match=r"--max-tokens 0: the token cap per sample must be >= 1"):
+        LayerReader(lm, tiny_tokenizer, 1, max_tokens=0)
     for layer in (0, 3):
         with pytest.raises(ConfigError, match=rf"layer {layer} is outside the model's blocks 1..2"):
             LayerReader(lm, tiny_tokenizer, layer)

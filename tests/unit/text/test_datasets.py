@@ -110,7 +110,7 @@ def test_a_malformed_json_line_names_its_line_number(tmp_path: Path) -> None:
 def test_a_json_line_that_is_not_an_object_names_its_type(tmp_path: Path) -> None:
     path = tmp_path / "d.jsonl"
     path.write_text('["the cat"]\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"d\.jsonl:1: expected a JSON object, found list"):
+    with pytest.raises(InputError, match=r"d\.jsonl:1: expected a JSON object, found a list"):
         read_samples(path)
 
 
@@ -140,3 +140,23 @@ def test_an_unknown_suffix_lists_the_formats(tmp_path: Path) -> None:
     (tmp_path / "d.xlsx").write_bytes(b"PK")
     with pytest.raises(InputError, match=r"unknown dataset format; expected one of \.jsonl"):
         read_samples(tmp_path / "d.xlsx")
+
+
+def test_a_json_file_holding_an_array_reads_each_object_with_its_starting_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text('[\n  {"text": "the cat sat"},\n\n  {"text":\n "dog ran fast"}\n]\n', encoding="utf-8")
+    assert [(r.line, r.sample) for r in read_records(path)] == [(2, "the cat sat"), (4, "dog ran fast")]
+    (tmp_path / "lines.json").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    assert read_samples(tmp_path / "lines.json") == TEXTS  # JSON Lines under a .json name still read
+
+
+def test_a_utf8_byte_order_mark_is_dropped(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(ROWS[0]).encode())
+    (tmp_path / "d.csv").write_bytes(b"\xef\xbb\xbftext\nthe cat sat\n")
+    assert read_samples(tmp_path / "d.jsonl") == read_samples(tmp_path / "d.csv") == ["the cat sat"]
+
+
+def test_csv_records_carry_the_file_line_they_start_on(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"the cat",1\n"a quoted\nline",2\n\ndog,3\n', encoding="utf-8")
+    assert [r.line for r in read_records(path)] == [2, 3, 6]
