@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fac.tools.catalog.records import Catalog, FeatureRecord
     from fac.tools.catalog.store import CatalogStore
 
+LOCAL_JUDGE_NAME = "local"  # tools.catalog.judge.LOCAL_JUDGE, without importing the judge at start-up
 catalog_app = typer.Typer(help="Build, show and export the feature catalog of a task.", no_args_is_help=True)
 
 TASK = typer.Option(None, "--task", "-t", help="Task: toxicity, helpfulness, instruction_following, sycophancy, "
@@ -68,10 +69,10 @@ def build(
     positive_labels: str | None = typer.Option(None, "--positive-labels", help="Comma-separated task-positive labels."),
     text_field: str | None = typer.Option(None, "--text-field", help="Field holding the text (default: detected)."),
     method: str = typer.Option("contrast", "--method", help="contrast (no LLM) or judge (explain → verify → judge)."),
-    judge_model: str | None = typer.Option(None, "--judge-model", help="Judge model name at --base-url (or OpenAI)."),
-    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint of the judge."),
-    key_env: str = typer.Option("OPENAI_API_KEY", "--key-env", help="Environment variable holding the API key."),
-    judge_local: bool = typer.Option(False, "--judge-local", help="Judge with the embedded local model (weak, slow)."),
+    judge_model: str | None = opt.judge_model_option(),
+    base_url: str | None = opt.judge_base_url_option("--base-url"),
+    key_env: str = opt.judge_key_env_option("--key-env"),
+    judge_local: bool = typer.Option(False, "--judge-local", help="Same as --judge-model local."),
     judge_workers: int = typer.Option(1, "--judge-workers", help="Features judged in parallel (remote endpoints)."),
     judge_order: str = typer.Option("frequency", "--judge-order", help="Judge: which features come first under "
                                     "--max-features: frequency (most anchor samples) or contrast (most "
@@ -114,9 +115,12 @@ def build(
     if judge_order not in ("frequency", "contrast"):
         raise ConfigError(f"--judge-order {judge_order!r}: expected frequency or contrast")
     if method == "judge" and bool(judge_model) == judge_local:
-        raise ConfigError("--method judge needs exactly one of --judge-model NAME (with --base-url) or --judge-local")
+        raise ConfigError("--method judge needs exactly one of --judge-model NAME (with --judge-base-url) or "
+                          "--judge-model local")
     if method == "contrast" and (judge_model or judge_local or base_url):
-        raise ConfigError("--judge-model/--base-url/--judge-local apply to --method judge only")
+        raise ConfigError("--judge-model/--judge-base-url/--judge-local apply to --method judge only")
+    if judge_local:
+        judge_model = LOCAL_JUDGE_NAME
     if top_k < 1 or min_count < 1 or judge_workers < 1 or (max_features is not None and max_features < 1):
         raise ConfigError(f"--top-k {top_k}, --min-count {min_count}, --judge-workers {judge_workers} and "
                           f"--max-features {max_features} must be >= 1")
@@ -127,8 +131,12 @@ def build(
                                                  positive_labels=labels, text_field=text_field)
     contrast_config = ContrastConfig(q_max=q_max, min_log_odds=min_log_odds, min_positive=min_positive)
     store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
+    if method == "judge" and judge_model != LOCAL_JUDGE_NAME:
+        from fac.tools.llm.preflight import Endpoint, preflight
+
+        preflight(Endpoint("judge", str(judge_model), base_url, key_env))  # before any model loads
     space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
-    chat, judge_name = (_chat(judge_model, base_url, key_env, judge_local, space, model) if method == "judge"
+    chat, judge_name = (_chat(str(judge_model), base_url, key_env, space, model) if method == "judge"
                         else (None, ""))
     judge_stats = JudgeStats()
     with _progress() as stage:
@@ -157,14 +165,12 @@ def build(
                   highlight=False)
 
 
-def _chat(judge_model: str | None, base_url: str | None, key_env: str, local: bool, space: Any,
-          model: str) -> tuple[Any, str]:
+def _chat(judge_model: str, base_url: str | None, key_env: str, space: Any, model: str) -> tuple[Any, str]:
     """The judge chat model and the name it is cached under; the local judge reuses the space's default model."""
-    from fac.tools.catalog.judge import LOCAL_JUDGE, judge_chat
+    from fac.tools.catalog.judge import judge_chat
 
     shared = opt.shared_default_model(space, model)
-    chat_and_name: tuple[Any, str] = judge_chat(LOCAL_JUDGE if local else str(judge_model), base_url, key_env,
-                                                shared=shared)
+    chat_and_name: tuple[Any, str] = judge_chat(judge_model, base_url, key_env, shared=shared)
     return chat_and_name
 
 

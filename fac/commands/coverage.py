@@ -88,10 +88,9 @@ def coverage(
     text_field: str | None = typer.Option(None, help="Field holding the text (default: detected)."),
     strict: bool = typer.Option(False, "--strict", help="Covered = activated AND judged relevant on the seed's "
                                 "own spans (needs --judge-model)."),
-    judge_model: str | None = typer.Option(None, "--judge-model", help="Strict mode's judge: 'local' or a "
-                                           "model name served at --judge-url (OpenAI-compatible)."),
-    judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible base URL of the judge."),
-    judge_key_env: str = typer.Option("OPENAI_API_KEY", "--judge-key-env", help="Variable holding the judge key."),
+    judge_model: str | None = opt.judge_model_option(),
+    judge_url: str | None = opt.judge_base_url_option("--judge-url"),
+    judge_key_env: str = opt.judge_key_env_option(),
     guideline: Path | None = typer.Option(None, "--guideline", help="Task guideline file (custom tasks, --strict)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     fail_under: float | None = typer.Option(None, "--fail-under", min=0.0, max=1.0,
@@ -139,6 +138,10 @@ def coverage(
     if from_file is None:
         get_task(task, guideline)  # unknown task -> one line naming the known ones
     n_records = _validate(seed, text_field)
+    if strict and judge_model and judge_model != "local":
+        from fac.tools.llm.preflight import Endpoint, preflight
+
+        preflight(Endpoint("judge", judge_model, judge_url, judge_key_env))
     space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
     with progress() as bar:
         # the stored catalog of the task in this space, else the shipped one, else one built now

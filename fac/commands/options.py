@@ -30,7 +30,23 @@ def check_device(value: str | None) -> str | None:
 
 MODEL = typer.Option("default", "--model", help="'default' (embedded SmolLM2-135M-Instruct), hub id, dir or .gguf.")
 SAE = typer.Option("default", "--sae", help="'default' (shipped SAE), an sae-lens directory, or RELEASE:SAE_ID.")
-LAYER = typer.Option(None, "--layer", help="hidden_states index (default: the SAE's hook layer).")
+def parse_layer(value: str | int) -> int:
+    """--layer in either numbering: N is hidden_states[N] (HF), `blocks.N` (the SAE's hook, TransformerLens) is
+    the output of block N, i.e. hidden_states[N + 1]."""
+    text = str(value).strip()
+    block = text.removeprefix("blocks.").removesuffix(".hook_resid_post")
+    try:
+        number = int(block)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: expected a hidden_states index (15) or a block (blocks.14)") from None
+    if number < 0:
+        raise typer.BadParameter(f"{value!r}: expected a number >= 0")
+    return number + 1 if text.startswith("blocks.") else number
+
+
+LAYER_HELP = ("hidden_states index N (HF numbering: 0 = embeddings), or blocks.N for the SAE's block numbering "
+              "(blocks.14 = hidden_states 15); default: the SAE's hook layer.")
+LAYER = typer.Option(None, "--layer", parser=parse_layer, metavar="N|blocks.N", help=LAYER_HELP)
 MODE = typer.Option("sae", "--mode", help="'sae' (the SAE's own encode) or 'paper' (dense ReLU, δ = 0).")
 THRESHOLD = typer.Option(0.0, "--threshold", callback=check_threshold,
                          help="δ: a sample activates a feature iff its score > δ.")
@@ -40,6 +56,26 @@ MAX_TOKENS = typer.Option(512, "--max-tokens", min=1,
                           help="Token cap per sample; longer ones are truncated and reported.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")
+
+# One spelling per endpoint role, in every command: --ROLE-model, --ROLE-base-url, --ROLE-key-env. The old
+# spellings stay as deprecated aliases (catalog build --base-url/--key-env, coverage --judge-url, run
+# --base-url/--api-key-env).
+KEY_ENV_DEFAULT = "OPENAI_API_KEY"
+
+
+def judge_model_option(*aliases: str) -> Any:
+    return typer.Option(None, "--judge-model", *aliases, help="The judge: 'local' (the embedded model, weak, "
+                        "slow) or the model name served at --judge-base-url (OpenAI-compatible).")
+
+
+def judge_base_url_option(*aliases: str) -> Any:
+    return typer.Option(None, "--judge-base-url", *aliases, help="OpenAI-compatible base URL of the judge, e.g. "
+                        "http://localhost:8000/v1 (default: OpenAI).")
+
+
+def judge_key_env_option(*aliases: str) -> Any:
+    return typer.Option(KEY_ENV_DEFAULT, "--judge-key-env", *aliases, help="Variable holding the judge's API key "
+                        "(local servers need none).")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fac.commands.dry_run import dry_run_report
-from fac.commands.options import check_device
+from fac.commands.options import LAYER_HELP, check_device, parse_layer
 from fac.console import console, setup_logging, stdout
 from fac.tools.errors import ConfigError
 
@@ -38,6 +38,15 @@ class _Live:
         self.bar.update(self.task, completed=min(s.covered, need), description=_status_line(node, s))
 
 
+def _preflight(cfg: Any) -> None:
+    """An endpoint generator's key, server and model name, checked before any model loads."""
+    if cfg.generator == "openai":
+        from fac.tools.llm.preflight import Endpoint, preflight
+
+        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env), timeout_s=min(
+            cfg.timeout_s, 5.0))
+
+
 def run_command(
     seed: Path | None = typer.Argument(None, help="Seed dataset (jsonl/csv/parquet/txt or HF dir); not with --resume."),
     task: str | None = typer.Option(None, "--task", help="Task whose missing features are filled (e.g. toxicity)."),
@@ -61,8 +70,10 @@ def run_command(
                                          "(any OpenAI-compatible endpoint: vLLM, llama.cpp server, OpenAI)."),
     generator_model: str | None = typer.Option(None, "--generator-model", help="'default' (embedded "
                                                "SmolLM2-135M-Instruct), a local model, or the endpoint's model name."),
-    base_url: str | None = typer.Option(None, "--base-url", help="Endpoint, e.g. http://localhost:8000/v1."),
-    api_key_env: str | None = typer.Option(None, "--api-key-env", help="Variable holding the key [OPENAI_API_KEY]."),
+    base_url: str | None = typer.Option(None, "--generator-base-url", "--base-url", help="The generator's "
+                                        "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    api_key_env: str | None = typer.Option(None, "--generator-key-env", "--api-key-env", help="Variable holding "
+                                           "the generator's key [OPENAI_API_KEY]."),
     temperature: float | None = typer.Option(None, "--temperature", help="Generator temperature [0.8]."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per draft [96]."),
     output_format: str | None = typer.Option(None, "--format", help="text, query, pair, ab or instruction "
@@ -81,7 +92,7 @@ def run_command(
     model: str | None = typer.Option(None, "--model", help="Feature space LM: 'default' (embedded SmolLM2-135M), "
                                      "hub id, dir or .gguf."),
     sae: str | None = typer.Option(None, "--sae", help="Feature space SAE: 'default' (shipped) or a directory."),
-    layer: int | None = typer.Option(None, "--layer", help="hidden_states index (default: the SAE's)."),
+    layer: int | None = typer.Option(None, "--layer", parser=parse_layer, metavar="N|blocks.N", help=LAYER_HELP),
     mode: str | None = typer.Option(None, "--mode", help="'sae' or 'paper'."),
     threshold: float | None = typer.Option(None, "--threshold", help="δ: activation threshold [0]."),
     device: str | None = typer.Option(None, "--device", callback=check_device, help="cuda or cpu."),
@@ -121,6 +132,7 @@ def run_command(
         if dry_run:
             raise ConfigError("--dry-run previews a new run; `fac status RUN` shows where a run stands")
         cfg, paths = open_run(resume, resume=True, overrides={**semantic, **flags})
+        _preflight(cfg)
     else:
         values = read_config_file(config) if config else {}
         out = out or (Path(str(values["out"])) if values.get("out") else None)
@@ -134,6 +146,7 @@ def run_command(
         if dry_run:
             dry_run_report(cfg, out)
             return
+        _preflight(cfg)  # a missing key, a server down or a wrong model name: before the run directory exists
         cfg, paths = open_run(out, cfg)
     handler = attach_log_file(paths)
     try:

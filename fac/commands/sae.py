@@ -99,7 +99,8 @@ def train(
     corpus: Path = typer.Option(..., help="Corpus file (jsonl/csv/parquet/txt, optionally .gz) or HF dataset dir."),
     out: Path = typer.Option(..., help="Directory to write the SAE (sae-lens disk format) and quality.json."),
     model: str = typer.Option("default", help="'default' (embedded SmolLM2-135M-Instruct), hub id, dir or .gguf."),
-    layer: int = typer.Option(15, help="hidden_states index: the output of decoder block LAYER."),
+    layer: int = typer.Option(15, "--layer", parser=opt.parse_layer, metavar="N|blocks.N", help="hidden_states index "
+                              "N, the output of block N-1 (or blocks.N-1, the SAE's numbering: blocks.14 = 15)."),
     text_field: str | None = TEXT_FIELD,
     d_sae: int = typer.Option(4096, help="Number of SAE latents."),
     k: int = typer.Option(48, help="TopK: active latents per token (the L0)."),

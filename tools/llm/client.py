@@ -59,6 +59,23 @@ def is_local_url(base_url: str | None) -> bool:
     return ip.is_loopback or ip.is_private or ip.is_unspecified or ip.is_link_local
 
 
+def effective_base_url(base_url: str | None) -> str | None:
+    """The endpoint a client talks to: `base_url`, else $OPENAI_BASE_URL / $OPENAI_API_BASE, else None (OpenAI)."""
+    return base_url or next((os.environ[e] for e in _BASE_URL_ENVS if os.environ.get(e)), None)
+
+
+def resolve_key(api_key_env: str, effective_url: str | None) -> str:
+    """The API key from $`api_key_env`; a local server without one gets the placeholder, anything else fails."""
+    key = os.environ.get(api_key_env, "").strip()
+    if key:
+        return key
+    if not is_local_url(effective_url):
+        where = effective_url or "the OpenAI API"
+        raise ConfigError(f"${api_key_env} is not set but {where} needs an API key: export {api_key_env}=..., "
+                          "name another variable with the key-env option, or use a local server/model")
+    return LOCAL_API_KEY
+
+
 def openai_chat(
     model: str,
     base_url: str | None = None,
@@ -81,14 +98,8 @@ def openai_chat(
     if max_tokens < 1 or timeout_s <= 0 or max_retries < 0:
         raise ConfigError(f"max_tokens={max_tokens} must be >= 1, timeout_s={timeout_s} > 0, "
                           f"max_retries={max_retries} >= 0")
-    effective_url = base_url or next((os.environ[e] for e in _BASE_URL_ENVS if os.environ.get(e)), None)
-    key = os.environ.get(api_key_env, "").strip()
-    if not key:
-        if not is_local_url(effective_url):
-            where = effective_url or "the OpenAI API"
-            raise ConfigError(f"${api_key_env} is not set but {where} needs an API key: export {api_key_env}=..., "
-                              "name another variable with the key-env option, or use a local server/model")
-        key = LOCAL_API_KEY
+    effective_url = effective_base_url(base_url)
+    key = resolve_key(api_key_env, effective_url)
     logger.debug("chat model %s at %s (key from %s)", model, effective_url or "api.openai.com",
                  api_key_env if key != LOCAL_API_KEY else "placeholder")
     is_openai = effective_url is None or urlparse(effective_url).hostname == "api.openai.com"

@@ -88,10 +88,13 @@ def test_strict_mode_uses_the_judge_on_seed_spans(setup: dict[str, Any], capsys:
             return feature != setup["hit"][0]
         return check
 
+    checked: list[Any] = []
     monkeypatch.setattr(coverage_command, "_judge_check", fake_judge)
+    monkeypatch.setattr("fac.tools.llm.preflight.preflight", lambda endpoint, **kw: checked.append(endpoint))
     code, out, _ = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--catalog", str(setup["catalog"]),
                             "--json", "--embedder", "none", "--strict", "--judge-model", "fake"], capsys, monkeypatch)
     assert code == 0
+    assert [(e.role, e.model) for e in checked] == [("judge", "fake")]  # the endpoint was checked first
     report = json.loads(out)
     assert sorted(judged) == setup["hit"] and report["rejected"] == [setup["hit"][0]]
     assert report["fac"] == pytest.approx(2 / 5) and report["fac_activated"] == pytest.approx(3 / 5)

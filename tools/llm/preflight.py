@@ -1,0 +1,82 @@
+"""A cheap check of an OpenAI-compatible endpoint before any model loads: the key is there, the server
+answers GET /models within a short timeout, and it serves the model asked for.
+
+A missing or refused key and an unknown model are set-up errors (ConfigError, exit 2); a server that does
+not answer, or answers with something that is no model list, is an endpoint fault (TransientError, exit 3).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from fac.tools.errors import ConfigError, TransientError
+from fac.tools.llm.client import effective_base_url, resolve_key
+
+logger = logging.getLogger(__name__)
+
+OPENAI_URL = "https://api.openai.com/v1"
+PREFLIGHT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint role's settings as the user gave them (flags --ROLE-model/--ROLE-base-url/--ROLE-key-env)."""
+
+    role: str  # "judge" or "generator": names the flags in messages
+    model: str
+    base_url: str | None = None
+    key_env: str = "OPENAI_API_KEY"
+
+
+def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> list[str]:
+    """Check the key, reachability and the model name; return the served model ids (empty if unlisted)."""
+    flag = f"--{endpoint.role}"
+    if not endpoint.model.strip():
+        raise ConfigError(f"{flag}-model is empty; pass the name the endpoint serves")
+    url = effective_base_url(endpoint.base_url) or OPENAI_URL
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{flag}-base-url {url!r}: expected an http:// or https:// URL")
+    key = resolve_key(endpoint.key_env, None if url == OPENAI_URL else url)
+    request = urllib.request.Request(url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            body = reply.read(1_000_000)
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403):
+            raise ConfigError(f"{endpoint.role} endpoint {url} refused the key in ${endpoint.key_env} "
+                              f"(HTTP {err.code}); check {flag}-key-env") from None
+        if err.code in (404, 405, 501):  # a server without a model listing: the first request will tell
+            logger.info("%s endpoint %s lists no models (HTTP %d); model name unchecked", endpoint.role, url,
+                        err.code)
+            return []
+        raise TransientError(f"{endpoint.role} endpoint {url} answered GET /models with HTTP {err.code}; "
+                             f"check {flag}-base-url or the server") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as err:
+        why = getattr(err, "reason", None) or err
+        raise TransientError(f"{endpoint.role} endpoint {url} is unreachable ({why}); start the server or fix "
+                             f"{flag}-base-url") from None
+    served = _model_ids(body)
+    if served is None:
+        shown = body[:40].decode("utf-8", "replace")
+        raise TransientError(f"{endpoint.role} endpoint {url} answered GET /models with no OpenAI model list "
+                             f"({shown!r}); check {flag}-base-url (it usually ends in /v1)")
+    if served and endpoint.model not in served:
+        listed = ", ".join(served[:10]) + (" …" if len(served) > 10 else "")
+        raise ConfigError(f"{flag}-model {endpoint.model!r} is not served at {url}; it serves: {listed}")
+    return served
+
+
+def _model_ids(body: bytes) -> list[str] | None:
+    """The ids of an OpenAI /models reply ({"data": [{"id": ...}]}), None for anything else."""
+    try:
+        listing = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
