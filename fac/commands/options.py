@@ -29,7 +29,8 @@ def check_device(value: str | None) -> str | None:
         raise typer.BadParameter(str(err)) from None
 
 MODEL = typer.Option("default", "--model", help="'default' (embedded SmolLM2-135M-Instruct), hub id, dir or .gguf.")
-SAE = typer.Option("default", "--sae", help="'default' (shipped SAE), an sae-lens directory, or RELEASE:SAE_ID.")
+SAE = typer.Option("default", "--sae", help="'default' (shipped SAE), an sae-lens directory, a FAC-Synthesis "
+                   ".pt/.pth file, or RELEASE:SAE_ID.")
 def parse_layer(value: str | int) -> int:
     """--layer in either numbering: N is hidden_states[N] (HF), `blocks.N` (the SAE's hook, TransformerLens) is
     the output of block N, i.e. hidden_states[N + 1]."""

@@ -91,7 +91,8 @@ def run_command(
     max_retries: int | None = typer.Option(None, "--max-retries", help="Retries on 429/5xx/timeouts [4]."),
     model: str | None = typer.Option(None, "--model", help="Feature space LM: 'default' (embedded SmolLM2-135M), "
                                      "hub id, dir or .gguf."),
-    sae: str | None = typer.Option(None, "--sae", help="Feature space SAE: 'default' (shipped) or a directory."),
+    sae: str | None = typer.Option(None, "--sae", help="Feature space SAE: 'default' (shipped), a directory "
+                                   "or a FAC-Synthesis .pt/.pth file."),
     layer: int | None = typer.Option(None, "--layer", parser=parse_layer, metavar="N|blocks.N", help=LAYER_HELP),
     mode: str | None = typer.Option(None, "--mode", help="'sae' or 'paper'."),
     threshold: float | None = typer.Option(None, "--threshold", help="δ: activation threshold [0]."),

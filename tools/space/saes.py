@@ -78,13 +78,90 @@ def _check_sae_dir(directory: Path) -> None:
                           f"d_sae={cfg['d_sae']}: the weights and cfg.json are from different SAEs")
 
 
+PAPER_SAE_SUFFIXES = (".pt", ".pth")
+_PAPER_LAYER = re.compile(r"_l(\d+)(?:_|$)")  # TopK7_l16_h4096_epoch3.pth: mounted on decoder layer 16 of 1..N
+
+
+def _paper_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The authors' file (`{"weight": state_dict, "config": {"d_inp", "d_hide"[, "topK"]}}`), checked."""
+    import pickle
+
+    import torch
+
+    try:
+        states = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        raise ConfigError(f"{path}: not a readable torch checkpoint ({_first_line(err)})") from None
+    config = states.get("config") if isinstance(states, dict) else None
+    weight = states.get("weight") if isinstance(states, dict) else None
+    if not isinstance(config, dict) or not isinstance(weight, dict):
+        raise ConfigError(f"{path}: expected the FAC-Synthesis SAE layout {{'weight': state_dict, 'config': "
+                          "{'d_inp', 'd_hide'}}")
+    d_inp, d_hide, top_k = config.get("d_inp"), config.get("d_hide"), config.get("topK")
+    if not isinstance(d_inp, int) or not isinstance(d_hide, int) or not (top_k is None or isinstance(top_k, int)):
+        raise ConfigError(f"{path}: config needs integer d_inp and d_hide (and topK, if any); found {config}")
+    expected = {"W_enc": (d_inp, d_hide), "b_enc": (d_hide,), "b_dec": (d_inp,)}
+    for key, shape in expected.items():
+        found = tuple(weight[key].shape) if isinstance(weight.get(key), torch.Tensor) else None
+        if found != shape:
+            raise ConfigError(f"{path}: weight[{key!r}] is {found or 'missing'}, expected {shape} from config "
+                              f"d_inp={d_inp}, d_hide={d_hide}")
+    return config, weight
+
+
+def paper_sae_loader(path: str | Path, device: str = "cpu",
+                     cfg_overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """sae-lens disk converter (`SAE.load_from_disk(converter=...)`) for the FAC-Synthesis TopK SAE .pt files.
+
+    Their encoder is relu(topk((x - b_dec) @ W_enc + b_enc)) with tied weights (W_dec = W_enc.T): sae-lens's
+    `topk` architecture with `apply_b_dec_to_input`; a file without topK is their plain ReLU SAE (`standard`).
+    The layer comes from the file name as their loader reads it (`_l16_` = decoder layer 16, hidden_states[16]).
+    """
+    from sae_lens import __version__ as sae_lens_version
+
+    path = Path(path)
+    config, weight = _paper_checkpoint(path)
+    dtype = (cfg_overrides or {}).get("dtype") or "float32"
+    layer = _PAPER_LAYER.search(path.stem)
+    cfg: dict[str, Any] = {
+        "d_in": config["d_inp"], "d_sae": config["d_hide"], "dtype": dtype, "device": device,
+        "apply_b_dec_to_input": True, "normalize_activations": "none",
+        "architecture": "standard" if config.get("topK") is None else "topk",
+        "metadata": {"hook_name": f"blocks.{int(layer.group(1)) - 1}.hook_resid_post"
+                     if layer and int(layer.group(1)) > 0 else None, "model_name": None,
+                     "sae_lens_version": sae_lens_version},  # marks the dict as 6.x: no pre-6.0 renaming
+    }
+    if config.get("topK") is not None:
+        cfg["k"] = config["topK"]
+    w_enc = weight["W_enc"].to(device).float()
+    state = {"W_enc": w_enc, "W_dec": w_enc.T.contiguous(), "b_enc": weight["b_enc"].to(device).float(),
+             "b_dec": weight["b_dec"].to(device).float()}
+    return cfg, state
+
+
+def _load_paper_sae(path: Path, device: str, dtype: str) -> tuple[SAE[Any], str]:
+    from sae_lens import SAE
+
+    try:
+        sae = SAE.load_from_disk(path, device=device, dtype=dtype, converter=paper_sae_loader)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: sae-lens cannot load it ({_first_line(err)})") from None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return sae, f"{path.stem}@{digest}"
+
+
 def load_sae(spec: str = DEFAULT_SAE, *, device: str = "cpu", dtype: str = "float32") -> tuple[SAE[Any], str]:
-    """Load `spec`: "default", a directory saved by sae-lens, or "release:sae_id" from its registry.
+    """Load `spec`: "default", a directory saved by sae-lens, a FAC-Synthesis .pt/.pth file, or
+    "release:sae_id" from sae-lens's registry.
 
     Returns the SAE and a stable id (weights digest or registry name) for cache keys and reports.
     """
     from sae_lens import SAE
 
+    if spec.endswith(PAPER_SAE_SUFFIXES):
+        if not Path(spec).is_file():
+            raise ConfigError(f"SAE file {spec} does not exist")
+        return _load_paper_sae(Path(spec), device, dtype)
     directory = shipped_sae_dir() if spec == DEFAULT_SAE else Path(spec)
     if directory.is_dir():
         _check_sae_dir(directory)
