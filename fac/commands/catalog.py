@@ -328,3 +328,45 @@ def export(
     console.print(f"exported the catalog of {found.task} ({len(found.records)} features, "
                   f"{len(found.task_features())} task-relevant) to {', '.join(str(p) for p in (out, parquet) if p)}",
                   highlight=False)
+
+
+@catalog_app.command("import")
+def import_tsv(
+    tsv: Path = typer.Argument(..., help="The FAC-Synthesis authors' TSV (FeatureID, Task, Verify, Summary, Words) "
+                               "written by their annotate_<task>.py."),
+    task: str = typer.Option(..., "--task", "-t", help="The task the file's relevance decisions are for."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Also write the catalog as JSON here."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="Also write the catalog as parquet here."),
+    no_store: bool = typer.Option(False, "--no-store", help="Do not store the catalog in chroma."),
+    chroma_dir: Path | None = CHROMA_DIR,
+    chroma_host: str | None = CHROMA_HOST,
+    chroma_port: int = CHROMA_PORT,
+    model: str = opt.MODEL,
+    sae: str = opt.SAE,
+    layer: int | None = opt.LAYER,
+    mode: str = opt.MODE,
+    threshold: float = opt.THRESHOLD,
+    device: str | None = opt.DEVICE,
+    dtype: str = opt.DTYPE,
+    max_tokens: int = opt.MAX_TOKENS,
+    verbose: int = opt.VERBOSE,
+) -> None:
+    """Import the authors' feature explanations and relevance decisions as a judge catalog of the space given by
+    --model/--sae/--layer (the space the file's SAE belongs to)."""
+    from fac.tools.catalog.paper_tsv import read_paper_tsv
+
+    setup_logging(verbose)
+    read_paper_tsv(tsv, task, {})  # every row checked before the model loads (the feature range after)
+    store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
+    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, True).load()
+    imported = read_paper_tsv(tsv, task, space.describe())
+    where = []
+    if store is not None:
+        where.append(f"chroma collection {store.save(imported, space.key)}")
+    for path, save in ((out, imported.save_json), (parquet, imported.save_parquet)):
+        if path is not None:
+            save(path)
+            where.append(str(path))
+    console.print(f"catalog of {imported.task}: {len(imported.task_features())} task-relevant features of "
+                  f"{len(imported.records)} imported from {tsv.name} (judge); saved to {', '.join(where) or 'nowhere'}",
+                  highlight=False)
