@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from fac.tools.errors import ConfigError
+from fac.tools.hub import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,6 @@ def locate_default_gguf() -> Path:
     return path
 
 
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
-
-
 def _converted_dir(gguf: Path) -> Path:
     root = Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
     return root / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
@@ -141,7 +138,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None, dtype: s
             tokenizer = AutoTokenizer.from_pretrained(spec)
             model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch_dtype)
         except OSError as err:
-            where = "the hub is unreachable (HF_HUB_OFFLINE is set)" if _hub_offline() else str(err).split("\n")[0]
+            where = "the hub is unreachable (HF_HUB_OFFLINE is set)" if hub_offline() else str(err).split("\n")[0]
             raise ConfigError(
                 f"cannot load model {spec!r}: {where}; download it where you have access and pass its local "
                 "directory (or a .gguf file) with --model"

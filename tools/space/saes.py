@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fac.tools.errors import ConfigError
+from fac.tools.hub import hub_offline
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -179,8 +179,7 @@ def load_sae(spec: str = DEFAULT_SAE, *, device: str = "cpu", dtype: str = "floa
     try:
         sae = SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
     except (OSError, ValueError, KeyError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
-        why = "the hub is unreachable (HF_HUB_OFFLINE is set)" if offline else str(err).split("\n")[0]
+        why = "the hub is unreachable (HF_HUB_OFFLINE is set)" if hub_offline() else str(err).split("\n")[0]
         raise ConfigError(
             f"cannot load SAE {release}:{sae_id}: {why}; download it where you have access and pass the "
             "directory (sae-lens disk format: cfg.json + sae_weights.safetensors) with --sae"

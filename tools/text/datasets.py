@@ -201,12 +201,39 @@ def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sampl
     )
 
 
+def _hub_rows(spec: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The rows of a hub dataset split (`hf:OWNER/NAME[:SPLIT]`); offline or unreachable is one InputError."""
+    from fac.tools.hub import hub_offline, parse_hub_dataset
+
+    try:
+        hub = parse_hub_dataset(spec)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    assert hub is not None  # the caller saw the prefix
+    if hub_offline():
+        raise InputError(f"{spec}: cannot read hub dataset {hub.repo_id} (split {hub.split}): the hub is offline "
+                         "(HF_HUB_OFFLINE is set); save it where the hub is reachable and pass the file or directory")
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        loaded = datasets.load_dataset(hub.repo_id, split=hub.split)
+    except (OSError, ValueError) as err:  # network, auth, no such repo or split: one line naming the id
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise InputError(f"{spec}: cannot read hub dataset {hub.repo_id} (split {hub.split}): {first}") from None
+    yield from enumerate(loaded, 1)
+
+
 def read_records(path: str | Path, text_field: str | None = None) -> Iterator[Record]:
-    """Stream the records of a dataset file, validating each as it is read."""
+    """Stream the records of a dataset file, a saved HF directory or a hub split (`hf:OWNER/NAME[:SPLIT]`),
+    validating each as it is read."""
+    from fac.tools.hub import HF_PREFIX
+
+    hub = str(path).startswith(HF_PREFIX)
     path = Path(path)
-    if not path.exists():
+    if not hub and not path.exists():
         raise InputError(f"{path}: no such file or directory")
-    for number, row in _rows(path):
+    for number, row in _hub_rows(str(path)) if hub else _rows(path):
         where = f"{path}:{number}"
         if isinstance(row, str):
             sample: Sample = row
