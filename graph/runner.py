@@ -154,6 +154,15 @@ def make_embedder(cfg: RunConfig) -> Embedder:
     return default_embedder() if cfg.embedder == "minilm" else HashingEmbedder()
 
 
+def preflight_generator(cfg: RunConfig) -> None:
+    """An endpoint generator's key, server and model name, checked before any model loads (nothing for 'local')."""
+    if cfg.generator == "openai":
+        from fac.tools.llm.preflight import PREFLIGHT_TIMEOUT_S, Endpoint, preflight
+
+        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env),
+                  timeout_s=min(cfg.timeout_s, PREFLIGHT_TIMEOUT_S))
+
+
 def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatModel:
     """The generator: an OpenAI-compatible endpoint, or an in-process chat model (shares the space's LM when
     both are the embedded default)."""

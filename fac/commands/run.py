@@ -38,15 +38,6 @@ class _Live:
         self.bar.update(self.task, completed=min(s.covered, need), description=_status_line(node, s))
 
 
-def _preflight(cfg: Any) -> None:
-    """An endpoint generator's key, server and model name, checked before any model loads."""
-    if cfg.generator == "openai":
-        from fac.tools.llm.preflight import Endpoint, preflight
-
-        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env), timeout_s=min(
-            cfg.timeout_s, 5.0))
-
-
 def run_command(
     seed: Path | None = typer.Argument(None, help="Seed dataset (jsonl/csv/parquet/txt or HF dir); not with --resume."),
     task: str | None = typer.Option(None, "--task", help="Task whose missing features are filled (e.g. toxicity)."),
@@ -105,7 +96,7 @@ def run_command(
 ) -> None:
     """Synthesise samples that cover the seed's missing task features; each kept sample is verified."""
     from fac.graph.config import make_config, read_config_file
-    from fac.graph.runner import attach_log_file, make_deps, open_run, run
+    from fac.graph.runner import attach_log_file, make_deps, open_run, preflight_generator, run
 
     setup_logging(verbose)
     if otlp_endpoint:  # fail before the models load
@@ -133,7 +124,7 @@ def run_command(
         if dry_run:
             raise ConfigError("--dry-run previews a new run; `fac status RUN` shows where a run stands")
         cfg, paths = open_run(resume, resume=True, overrides={**semantic, **flags})
-        _preflight(cfg)
+        preflight_generator(cfg)
     else:
         values = read_config_file(config) if config else {}
         out = out or (Path(str(values["out"])) if values.get("out") else None)
@@ -147,7 +138,7 @@ def run_command(
         if dry_run:
             dry_run_report(cfg, out)
             return
-        _preflight(cfg)  # a missing key, a server down or a wrong model name: before the run directory exists
+        preflight_generator(cfg)  # a missing key, a server down or a wrong model name: before the run directory exists
         cfg, paths = open_run(out, cfg)
     handler = attach_log_file(paths)
     try:

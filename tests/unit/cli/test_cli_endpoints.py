@@ -85,3 +85,15 @@ def test_coverage_strict_against_an_unreachable_judge_exits_3_before_loading(
     code, _, err = run_cli(["coverage", str(seed), "--task", "toxicity", "--strict", "--judge-model", "m",
                             url_flag, url], capsys, monkeypatch)
     assert code == 3 and f"judge endpoint {url} is unreachable" in " ".join(err.split()), err
+
+
+def test_the_api_checks_an_endpoint_generator_before_writing_the_run(seed: Path, tmp_path: Path, no_model: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import fac
+    from fac.tools.errors import TransientError
+
+    out = tmp_path / "runs" / "api"
+    with pytest.raises(TransientError, match=r"generator endpoint .* is unreachable"):
+        fac.synthesize(str(seed), task="toxicity", out=out, generator="openai", generator_model="m",
+                       base_url=closed_url())
+    assert not out.exists()
