@@ -70,7 +70,8 @@ def _load_cached(spec: SpaceSpec) -> FeatureSpace:
 
 def load_space(model: str = "default", sae: str = "default", **settings: Any) -> FeatureSpace:
     """A feature space: `model` ('default', a hub id, a local HF directory or a .gguf) read by `sae` ('default',
-    a sae-lens directory or RELEASE:SAE_ID); settings as SpaceSpec (layer, mode, threshold, device, dtype, ...)."""
+    a sae-lens directory, a FAC-Synthesis .pt/.pth file or RELEASE:SAE_ID); settings as SpaceSpec (layer, mode,
+    threshold, device, dtype, ...)."""
     return SpaceSpec(model, sae, **settings).load()
 
 

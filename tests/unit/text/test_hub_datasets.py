@@ -71,3 +71,12 @@ def test_fac_coverage_on_a_hub_seed_offline_exits_2_before_any_model_loads(capsy
     monkeypatch.setattr(FeatureSpace, "load", classmethod(lambda cls, *a, **k: pytest.fail("a model loaded")))
     code, _, err = run_cli(["coverage", "hf:lmsys/toxic-chat:test", "--task", "toxicity"], capsys, monkeypatch)
     assert code == 2 and err.count("\n") == 1 and "hf:lmsys/toxic-chat:test: cannot read hub dataset" in err, err
+
+
+def test_the_python_api_reads_a_hub_id_like_a_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fac
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset",
+                        lambda repo_id, split: datasets.Dataset.from_list([{"text": repo_id}]))
+    assert fac.api.as_samples("hf:org/name:test") == ["org/name"]
