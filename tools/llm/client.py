@@ -64,15 +64,16 @@ def effective_base_url(base_url: str | None) -> str | None:
     return base_url or next((os.environ[e] for e in _BASE_URL_ENVS if os.environ.get(e)), None)
 
 
-def resolve_key(api_key_env: str, effective_url: str | None) -> str:
-    """The API key from $`api_key_env`; a local server without one gets the placeholder, anything else fails."""
+def resolve_key(api_key_env: str, effective_url: str | None, flag: str = "the key-env option") -> str:
+    """The API key from $`api_key_env`; a local server without one gets the placeholder, anything else fails
+    (`flag` names the option that picks the variable)."""
     key = os.environ.get(api_key_env, "").strip()
     if key:
         return key
     if not is_local_url(effective_url):
         where = effective_url or "the OpenAI API"
         raise ConfigError(f"${api_key_env} is not set but {where} needs an API key: export {api_key_env}=..., "
-                          "name another variable with the key-env option, or use a local server/model")
+                          f"name another variable with {flag}, or use a local server/model")
     return LOCAL_API_KEY
 
 

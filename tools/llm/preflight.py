@@ -40,7 +40,7 @@ def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> lis
     url = effective_base_url(endpoint.base_url) or OPENAI_URL
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{flag}-base-url {url!r}: expected an http:// or https:// URL")
-    key = resolve_key(endpoint.key_env, None if url == OPENAI_URL else url)
+    key = resolve_key(endpoint.key_env, None if url == OPENAI_URL else url, f"{flag}-key-env")
     request = urllib.request.Request(url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as reply:

@@ -53,6 +53,7 @@ def test_fac_run_with_an_endpoint_generator_and_no_key_fails_before_loading_or_w
     code, _, err = run_cli(["run", str(seed), "--task", "toxicity", "--out", str(out), "--generator", "openai",
                             "--generator-model", "gpt-4o-mini"], capsys, monkeypatch)
     assert code == 2 and err.count("\n") == 1 and "$OPENAI_API_KEY is not set" in err, err
+    assert "name another variable with --generator-key-env" in " ".join(err.split())
     assert not out.exists()
 
 
