@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from fac.tools.catalog.records import Catalog, FeatureRecord
     from fac.tools.catalog.store import CatalogStore
 
-LOCAL_JUDGE_NAME = "local"  # tools.catalog.judge.LOCAL_JUDGE, without importing the judge at start-up
 catalog_app = typer.Typer(help="Build, show and export the feature catalog of a task.", no_args_is_help=True)
 
 TASK = typer.Option(None, "--task", "-t", help="Task: toxicity, helpfulness, instruction_following, sycophancy, "
@@ -106,7 +105,7 @@ def build(
     """Build a task's feature catalog from its anchor corpus and store it (chroma, and --out/--parquet)."""
     from fac.tools.catalog.build import build_catalog
     from fac.tools.catalog.contrast import ContrastConfig
-    from fac.tools.catalog.judge import JudgeStats
+    from fac.tools.catalog.judge import LOCAL_JUDGE, JudgeStats
     from fac.tools.catalog.tasks import get_task
 
     setup_logging(verbose)
@@ -120,7 +119,7 @@ def build(
     if method == "contrast" and (judge_model or judge_local or base_url):
         raise ConfigError("--judge-model/--judge-base-url/--judge-local apply to --method judge only")
     if judge_local:
-        judge_model = LOCAL_JUDGE_NAME
+        judge_model = LOCAL_JUDGE
     if top_k < 1 or min_count < 1 or judge_workers < 1 or (max_features is not None and max_features < 1):
         raise ConfigError(f"--top-k {top_k}, --min-count {min_count}, --judge-workers {judge_workers} and "
                           f"--max-features {max_features} must be >= 1")
@@ -131,7 +130,7 @@ def build(
                                                  positive_labels=labels, text_field=text_field)
     contrast_config = ContrastConfig(q_max=q_max, min_log_odds=min_log_odds, min_positive=min_positive)
     store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
-    if method == "judge" and judge_model != LOCAL_JUDGE_NAME:
+    if method == "judge" and judge_model != LOCAL_JUDGE:
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", str(judge_model), base_url, key_env))  # before any model loads

@@ -138,7 +138,9 @@ def coverage(
     if from_file is None:
         get_task(task, guideline)  # unknown task -> one line naming the known ones
     n_records = _validate(seed, text_field)
-    if strict and judge_model and judge_model != "local":
+    from fac.tools.catalog.judge import LOCAL_JUDGE
+
+    if strict and judge_model and judge_model != LOCAL_JUDGE:
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", judge_model, judge_url, judge_key_env))
