@@ -331,6 +331,24 @@ def correlation_table(per_set: Sequence[dict[str, Any]], names: Sequence[str]) -
                    for ev in EVALS} for name in names}
 
 
+def leave_one_out(per_set: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """For each metric, evaluation and statistic (spearman, pearson), the [min, max] over the sets with one set
+    left out: how much a single set (say, one extreme near-duplicate set) carries the correlation. A statistic
+    that is undefined in every subset gets an empty list."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        out[name] = {}
+        for ev in EVALS:
+            subsets = [correlation([s["metrics"][name] for k, s in enumerate(per_set) if k != i],
+                                   [s["auprc"][ev]["mean"] for k, s in enumerate(per_set) if k != i])
+                       for i in range(len(per_set))]
+            out[name][ev] = {}
+            for stat in ("spearman", "pearson"):
+                defined = [c[stat] for c in subsets if c[stat] is not None]
+                out[name][ev][stat] = [min(defined), max(defined)] if defined else []
+    return out
+
+
 def fac_targets(table: dict[str, dict[str, Any]]) -> dict[str, bool]:
     """Issue 11's targets per evaluation: FAC's Spearman >= 0.7 and above every baseline's and mean length's."""
     out = {}
@@ -390,12 +408,20 @@ def format_tables(result: dict[str, Any]) -> str:
             f"{m['mean_tokens']:.1f} | {m['hate_share']:.2f} | {s['text_sparsity']:.1%} | "
             f"{a['in_domain']['mean']:.4f} ± {a['in_domain']['sd']:.4f} | "
             f"{a['out_of_domain']['mean']:.4f} ± {a['out_of_domain']['sd']:.4f} |")
-    lines += ["", "| metric | Spearman in-domain | Pearson in-domain | Spearman ToxiGen | Pearson ToxiGen |",
+    lines += ["", "In brackets: the range with any one set left out.", "",
+              "| metric | Spearman in-domain | Pearson in-domain | Spearman ToxiGen | Pearson ToxiGen |",
               "|---|---:|---:|---:|---:|"]
-    for name, row in result["correlations"].items():
+    loo = result.get("leave_one_out", {})
+
+    def cell(name: str, ev: str, stat: str) -> str:
+        bounds = loo.get(name, {}).get(ev, {}).get(stat, [])
+        value = _fmt(result["correlations"][name][ev][stat])
+        return f"{value} ({bounds[0]:+.2f} to {bounds[1]:+.2f})" if bounds else value
+
+    for name in result["correlations"]:
         label = f"{name} (diagnostic)" if name in DIAGNOSTICS else name
-        lines.append(f"| {label} | {_fmt(row['in_domain']['spearman'])} | {_fmt(row['in_domain']['pearson'])} | "
-                     f"{_fmt(row['out_of_domain']['spearman'])} | {_fmt(row['out_of_domain']['pearson'])} |")
+        cells = [cell(name, ev, stat) for ev in EVALS for stat in ("spearman", "pearson")]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
@@ -463,6 +489,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_detector = time.perf_counter() - t0
 
     table = correlation_table(per_set, (*METRICS, *DIAGNOSTICS))
+    loo = leave_one_out(per_set, (*METRICS, *DIAGNOSTICS))
     per_seed_fac = {ev: [correlation([s["metrics"]["fac"] for s in per_set],
                                      [s["auprc"][ev]["per_seed"][k] for s in per_set])["spearman"]
                          for k in range(args.seeds)] for ev in EVALS}
@@ -482,6 +509,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "text_sparsity_mean": float(np.mean([s["text_sparsity"] for s in per_set])),
         "sets": per_set,
         "correlations": table,
+        "leave_one_out": loo,
         "fac_spearman_per_seed": per_seed_fac,
         "targets_met": fac_targets(table),
         "seconds": {"load": round(t_load, 1), "fac_and_baselines": round(t_fac, 1), "detectors": round(t_detector, 1),
@@ -519,7 +547,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(format_tables(result))
-    print(f"\nFAC range {result['fac_range'][0]:.3f}-{result['fac_range'][1]:.3f}; latents per text "
+    seeds = "; ".join(f"{ev} {min(v):+.2f} to {max(v):+.2f}" for ev, v in result["fac_spearman_per_seed"].items()
+                      if None not in v)
+    print(f"\nFAC's Spearman per detector seed: {seeds or 'undefined'}")
+    print(f"FAC range {result['fac_range'][0]:.3f}-{result['fac_range'][1]:.3f}; latents per text "
           f"{result['text_sparsity_mean']:.1%} of {result['space']['d_sae']}; targets met: {result['targets_met']}; "
           f"{result['seconds']['total']:.0f} s; JSON in {out}")
 

@@ -140,3 +140,13 @@ def test_correlation_table_and_markdown_cover_every_metric() -> None:
     text = v.format_tables({"sets": per_set, "correlations": table})
     assert set(table) == {*v.METRICS, *v.DIAGNOSTICS}
     assert text.count("\n| s") == 5 and "hate_share (diagnostic)" in text
+
+
+def test_leave_one_out_shows_a_correlation_carried_by_one_set() -> None:
+    fac = [0.5, 0.99, 0.99, 0.99, 0.99]  # one outlier set gives FAC all its rank information
+    auprc = [0.1, 0.5, 0.6, 0.4, 0.7]
+    per_set = [{"metrics": {"fac": f}, "auprc": {ev: {"mean": a} for ev in v.EVALS}} for f, a in zip(fac, auprc,
+                                                                                                    strict=True)]
+    out = v.leave_one_out(per_set, ["fac"])
+    assert out["fac"]["in_domain"]["spearman"][1] > 0.5  # with the outlier kept
+    assert v.correlation(fac[1:], auprc[1:])["spearman"] is None  # without it FAC is constant: undefined, skipped
