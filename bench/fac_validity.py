@@ -30,6 +30,7 @@ import argparse
 import csv
 import glob
 import gzip
+import hashlib
 import html
 import json
 import math
@@ -344,7 +345,7 @@ def leave_one_out(per_set: Sequence[dict[str, Any]], names: Sequence[str]) -> di
                        for i in range(len(per_set))]
             out[name][ev] = {}
             for stat in ("spearman", "pearson"):
-                defined = [c[stat] for c in subsets if c[stat] is not None]
+                defined = [x for x in (c[stat] for c in subsets) if x is not None]
                 out[name][ev][stat] = [min(defined), max(defined)] if defined else []
     return out
 
@@ -373,19 +374,45 @@ def train_and_score(positives: np.ndarray, negatives: np.ndarray, evals: dict[st
     return {name: average_precision(labels, model.decision_function(feats)) for name, (feats, labels) in evals.items()}
 
 
-class EmbeddingTable:
-    """all-MiniLM-L6-v2 embeddings of every text the benchmark needs, computed once per distinct text."""
+class CachedEmbedder:
+    """An embedder whose rows are kept per distinct text, in memory and, with `path`, in an .npz file across runs
+    (the detectors and the embedding baseline embed the same ~11k texts whatever the feature space)."""
 
-    def __init__(self, embedder: Any) -> None:
-        self.embedder = embedder
+    def __init__(self, embedder: Any, path: Path | None = None) -> None:
+        self.inner = embedder
+        self.name: str = embedder.name
+        self.dim: int = embedder.dim
+        self.path = path
         self.rows: dict[str, np.ndarray] = {}
+        self.n_new = 0
+        if path is not None and path.exists():
+            with np.load(path) as stored:
+                self.rows = dict(zip(stored["keys"].tolist(), stored["rows"], strict=True))
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:  # (n, dim)
-        new = list(dict.fromkeys(t for t in texts if t not in self.rows))
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:  # (n, dim)
+        keys = [self.key(t) for t in texts]
+        new = list(dict.fromkeys((k, t) for k, t in zip(keys, texts, strict=True) if k not in self.rows))
         for start in range(0, len(new), 512):
             chunk = new[start : start + 512]
-            self.rows.update(zip(chunk, self.embedder.embed(chunk), strict=True))
-        return np.stack([self.rows[t] for t in texts])
+            self.rows.update(zip([k for k, _ in chunk], self.inner.embed([t for _, t in chunk]), strict=True))
+        self.n_new += len(new)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.rows[k] for k in keys]).astype(np.float32)
+
+    def save(self) -> None:
+        """Write every row to `path` (when rows were added since loading)."""
+        if self.path is None or not self.n_new:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = list(self.rows)
+        with open(self.path.with_suffix(".tmp.npz"), "wb") as handle:
+            np.savez(handle, keys=np.array(keys), rows=np.stack([self.rows[k] for k in keys]))
+        self.path.with_suffix(".tmp.npz").replace(self.path)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -430,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from fac.tools.catalog.build import load_catalog_file
     from fac.tools.catalog.tasks import get_task
     from fac.tools.coverage import measure_coverage
-    from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.features import FeatureSpace, default_cache_dir
     from fac.tools.text.embeddings import default_embedder
 
     data = Path(args.data)
@@ -449,8 +476,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     catalog = load_catalog_file(catalog_path)
     space = FeatureSpace.load(args.model, args.sae, layer=args.layer, mode=args.mode, threshold=args.threshold,
                               device=args.device)
-    embedder = default_embedder()
-    embed = EmbeddingTable(embedder)
+    cache_path = None if args.no_embedding_cache else default_cache_dir() / "bench" / "validity_minilm.npz"
+    embedder = CachedEmbedder(default_embedder(), cache_path)
+    embed = embedder.embed
     t_load = time.perf_counter() - started
 
     per_set: list[dict[str, Any]] = []
@@ -487,6 +515,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                if args.seeds > 1 else 0.0,
                                "per_seed": [r[ev] for r in runs[entry["name"]]]} for ev in EVALS}
     t_detector = time.perf_counter() - t0
+    embedder.save()
 
     table = correlation_table(per_set, (*METRICS, *DIAGNOSTICS))
     loo = leave_one_out(per_set, (*METRICS, *DIAGNOSTICS))
@@ -540,6 +569,8 @@ def main() -> None:
     parser.add_argument("--mode", default="sae", choices=("sae", "paper"))
     parser.add_argument("--threshold", type=float, default=0.0)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--no-embedding-cache", action="store_true",
+                        help="do not keep MiniLM embeddings in $FAC_CACHE_DIR/bench/validity_minilm.npz")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result = run(args)

@@ -150,3 +150,29 @@ def test_leave_one_out_shows_a_correlation_carried_by_one_set() -> None:
     out = v.leave_one_out(per_set, ["fac"])
     assert out["fac"]["in_domain"]["spearman"][1] > 0.5  # with the outlier kept
     assert v.correlation(fac[1:], auprc[1:])["spearman"] is None  # without it FAC is constant: undefined, skipped
+
+
+class CountingEmbedder:
+    """The hashing embedder, counting the texts it is asked to embed."""
+
+    def __init__(self) -> None:
+        from fac.tools.text.embeddings import HashingEmbedder
+
+        self.inner = HashingEmbedder(dim=16)
+        self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += len(texts)
+        return self.inner.embed(texts)
+
+
+def test_cached_embedder_embeds_each_text_once_and_reloads_its_rows_from_disk(tmp_path: Path) -> None:
+    path = tmp_path / "rows.npz"
+    first = v.CachedEmbedder(CountingEmbedder(), path)
+    rows = first.embed(["a cat", "a dog", "a cat"])
+    assert rows.shape == (3, 16) and first.inner.calls == 2
+    np.testing.assert_array_equal(rows[0], rows[2])
+    first.save()
+    again = v.CachedEmbedder(CountingEmbedder(), path)
+    np.testing.assert_array_equal(again.embed(["a dog", "a cat"]), rows[[1, 0]])
+    assert again.inner.calls == 0 and again.embed([]).shape == (0, 16)
