@@ -19,6 +19,9 @@ Then Spearman and Pearson of each metric with the mean AUPRC over seeds, per eva
 set's share of class-0 tweets) and `active_latents` (share of all SAE latents the set activates) are
 diagnostics printed beside the metrics, not candidates.
 
+Scores are cached by fac's score cache and MiniLM embeddings in $FAC_CACHE_DIR/bench/validity_minilm.npz, so a
+rerun on another space (`--sae`, `--catalog`, `--layer`, `--mode`, `--threshold`) only scores the set texts anew.
+
 Run (from the repository root; the data folder defaults to ../shared/data):
     HF_HUB_OFFLINE=1 .venv/bin/python bench/fac_validity.py [--set-size 150] [--sets 16] [--seeds 5]
         [--out bench/runs/fac_validity.json] [--sae default] [--catalog PATH] [--data DIR]
