@@ -177,11 +177,7 @@ class SynthesisResult:
 
         from fac.graph.run_dir import RunDir
 
-        rows = []
-        for record in RunDir(self.run_dir).sample_log():
-            row = record.model_dump(mode="json", exclude={"fields"})
-            rows.append({**row, "features": list(record.features),
-                         **{k: v for k, v in record.fields.items() if k not in row}})
+        rows = RunDir(self.run_dir).sample_rows()
         return datasets.Dataset.from_list(rows)
 
     def report(self) -> dict[str, Any]:

@@ -132,3 +132,12 @@ class RunDir:
 
     def sample_log(self) -> SampleLog:
         return SampleLog(self.samples)
+
+    def sample_rows(self) -> list[dict[str, Any]]:
+        """The accepted samples (deduplicated by id) as flat rows: format fields become columns."""
+        rows = []
+        for record in self.sample_log():
+            row = record.model_dump(mode="json", exclude={"fields"})
+            row["features"] = list(record.features)
+            rows.append({**row, **{k: v for k, v in record.fields.items() if k not in row}})
+        return rows

@@ -38,12 +38,7 @@ def export_rows(run_dir: Path) -> list[dict[str, Any]]:
     """The run's accepted samples (samples.jsonl, deduplicated by id), flattened: format fields become columns."""
     from fac.graph.run_dir import RunDir
 
-    rows = []
-    for record in RunDir(run_dir).sample_log():
-        row = record.model_dump(mode="json", exclude={"fields"})
-        row["features"] = list(record.features)
-        rows.append({**row, **{k: v for k, v in record.fields.items() if k not in row}})
-    return rows
+    return RunDir(run_dir).sample_rows()
 
 
 def seed_rows(seed: str, text_field: str | None) -> list[dict[str, Any]]:
