@@ -68,10 +68,12 @@ def build(
     positive_labels: str | None = typer.Option(None, "--positive-labels", help="Comma-separated task-positive labels."),
     text_field: str | None = typer.Option(None, "--text-field", help="Field holding the text (default: detected)."),
     method: str = typer.Option("contrast", "--method", help="contrast (no LLM) or judge (explain → verify → judge)."),
-    judge_model: str | None = opt.judge_model_option(),
-    base_url: str | None = opt.judge_base_url_option("--base-url"),
-    key_env: str = opt.judge_key_env_option("--key-env"),
+    judge_model: str | None = opt.JUDGE_MODEL,
+    base_url: str | None = opt.JUDGE_BASE_URL,
+    key_env: str = opt.JUDGE_KEY_ENV,
     judge_local: bool = typer.Option(False, "--judge-local", help="Same as --judge-model local."),
+    old_base_url: str | None = opt.deprecated_option("--base-url"),
+    old_key_env: str | None = opt.deprecated_option("--key-env"),
     judge_workers: int = typer.Option(1, "--judge-workers", help="Features judged in parallel (remote endpoints)."),
     judge_order: str = typer.Option("frequency", "--judge-order", help="Judge: which features come first under "
                                     "--max-features: frequency (most anchor samples) or contrast (most "
@@ -109,6 +111,8 @@ def build(
     from fac.tools.catalog.tasks import get_task
 
     setup_logging(verbose)
+    base_url = opt.alias(base_url, old_base_url, "--judge-base-url", "--base-url")
+    key_env = str(opt.alias(key_env, old_key_env, "--judge-key-env", "--key-env", opt.KEY_ENV_DEFAULT))
     if method not in ("contrast", "judge"):
         raise ConfigError(f"--method {method!r}: expected contrast or judge")
     if judge_order not in ("frequency", "contrast"):

@@ -88,9 +88,10 @@ def coverage(
     text_field: str | None = typer.Option(None, help="Field holding the text (default: detected)."),
     strict: bool = typer.Option(False, "--strict", help="Covered = activated AND judged relevant on the seed's "
                                 "own spans (needs --judge-model)."),
-    judge_model: str | None = opt.judge_model_option(),
-    judge_url: str | None = opt.judge_base_url_option("--judge-url"),
-    judge_key_env: str = opt.judge_key_env_option(),
+    judge_model: str | None = opt.JUDGE_MODEL,
+    judge_url: str | None = opt.JUDGE_BASE_URL,
+    judge_key_env: str = opt.JUDGE_KEY_ENV,
+    old_judge_url: str | None = opt.deprecated_option("--judge-url"),
     guideline: Path | None = typer.Option(None, "--guideline", help="Task guideline file (custom tasks, --strict)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     fail_under: float | None = typer.Option(None, "--fail-under", min=0.0, max=1.0,
@@ -123,6 +124,7 @@ def coverage(
     from fac.tools.coverage import measure_coverage
 
     setup_logging(verbose)
+    judge_url = opt.alias(judge_url, old_judge_url, "--judge-base-url", "--judge-url")
     if top_missing < 0 or baseline_size < 1 or embedding_size < 2 or chunk_size < 1:
         raise ConfigError(f"--top-missing={top_missing} must be >= 0, --baseline-size={baseline_size} >= 1, "
                           f"--embedding-size={embedding_size} >= 2, --chunk-size={chunk_size} >= 1")

@@ -59,24 +59,35 @@ NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the scor
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")
 
 # One spelling per endpoint role, in every command: --ROLE-model, --ROLE-base-url, --ROLE-key-env. The old
-# spellings stay as deprecated aliases (catalog build --base-url/--key-env, coverage --judge-url, run
-# --base-url/--api-key-env).
+# spellings stay as hidden deprecated aliases (catalog build --base-url/--key-env, coverage --judge-url, run
+# --base-url/--api-key-env), resolved by `alias`.
 KEY_ENV_DEFAULT = "OPENAI_API_KEY"
 
-
-def judge_model_option(*aliases: str) -> Any:
-    return typer.Option(None, "--judge-model", *aliases, help="The judge: 'local' (the embedded model, weak, "
-                        "slow) or the model name served at --judge-base-url (OpenAI-compatible).")
-
-
-def judge_base_url_option(*aliases: str) -> Any:
-    return typer.Option(None, "--judge-base-url", *aliases, help="OpenAI-compatible base URL of the judge, e.g. "
-                        "http://localhost:8000/v1 (default: OpenAI).")
+JUDGE_MODEL = typer.Option(None, "--judge-model", help="The judge: 'local' (the embedded model, weak, slow) or the "
+                           "model name served at --judge-base-url (OpenAI-compatible).")
+JUDGE_BASE_URL = typer.Option(None, "--judge-base-url", help="OpenAI-compatible base URL of the judge, e.g. "
+                              "http://localhost:8000/v1 (default: OpenAI).")
+JUDGE_KEY_ENV = typer.Option(KEY_ENV_DEFAULT, "--judge-key-env", help="Variable holding the judge's API key "
+                             "(local servers need none).")
 
 
-def judge_key_env_option(*aliases: str) -> Any:
-    return typer.Option(KEY_ENV_DEFAULT, "--judge-key-env", *aliases, help="Variable holding the judge's API key "
-                        "(local servers need none).")
+def deprecated_option(flag: str) -> Any:
+    """An old spelling, hidden from --help; `alias` maps it to the new flag."""
+    return typer.Option(None, flag, hidden=True)
+
+
+def alias(new: str | None, old: str | None, new_flag: str, old_flag: str, default: str | None = None) -> str | None:
+    """The value of `new_flag`, or of its deprecated spelling `old_flag` (with a warning); both is an error."""
+    import logging
+
+    from fac.tools.errors import ConfigError
+
+    if old is None:
+        return new
+    if new is not None and new != default:
+        raise ConfigError(f"{new_flag} {new!r} and its old spelling {old_flag} {old!r}: give {new_flag} only")
+    logging.getLogger(__name__).warning("%s is deprecated; use %s", old_flag, new_flag)
+    return old
 
 
 @dataclass(frozen=True)

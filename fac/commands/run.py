@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fac.commands.dry_run import dry_run_report
-from fac.commands.options import LAYER_HELP, check_device, parse_layer
+from fac.commands.options import LAYER_HELP, alias, check_device, deprecated_option, parse_layer
 from fac.console import console, setup_logging, stdout
 from fac.tools.errors import ConfigError
 
@@ -61,10 +61,12 @@ def run_command(
                                          "(any OpenAI-compatible endpoint: vLLM, llama.cpp server, OpenAI)."),
     generator_model: str | None = typer.Option(None, "--generator-model", help="'default' (embedded "
                                                "SmolLM2-135M-Instruct), a local model, or the endpoint's model name."),
-    base_url: str | None = typer.Option(None, "--generator-base-url", "--base-url", help="The generator's "
-                                        "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
-    api_key_env: str | None = typer.Option(None, "--generator-key-env", "--api-key-env", help="Variable holding "
-                                           "the generator's key [OPENAI_API_KEY]."),
+    base_url: str | None = typer.Option(None, "--generator-base-url", help="The generator's OpenAI-compatible "
+                                        "endpoint, e.g. http://localhost:8000/v1."),
+    api_key_env: str | None = typer.Option(None, "--generator-key-env", help="Variable holding the generator's "
+                                           "key [OPENAI_API_KEY]."),
+    old_base_url: str | None = deprecated_option("--base-url"),
+    old_api_key_env: str | None = deprecated_option("--api-key-env"),
     temperature: float | None = typer.Option(None, "--temperature", help="Generator temperature [0.8]."),
     max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Tokens per draft [96]."),
     output_format: str | None = typer.Option(None, "--format", help="text, query, pair, ab or instruction "
@@ -99,6 +101,8 @@ def run_command(
     from fac.graph.runner import attach_log_file, make_deps, open_run, preflight_generator, run
 
     setup_logging(verbose)
+    base_url = alias(base_url, old_base_url, "--generator-base-url", "--base-url")
+    api_key_env = alias(api_key_env, old_api_key_env, "--generator-key-env", "--api-key-env")
     if otlp_endpoint:  # fail before the models load
         from fac.traces.otel import check_endpoint
 

@@ -98,3 +98,25 @@ def test_the_api_checks_an_endpoint_generator_before_writing_the_run(seed: Path,
         fac.synthesize(str(seed), task="toxicity", out=out, generator="openai", generator_model="m",
                        base_url=closed_url())
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("command", "old", "new"), [
+    (["run"], ["--base-url", "--api-key-env"], ["--generator-base-url", "--generator-key-env"]),
+    (["catalog", "build"], ["--base-url", "--key-env"], ["--judge-base-url", "--judge-key-env"]),
+    (["coverage"], ["--judge-url"], ["--judge-base-url", "--judge-key-env"]),
+])
+def test_help_shows_the_shared_flag_names_and_hides_the_old_spellings(command: list[str], old: list[str],
+                                                                      new: list[str], capsys: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli([*command, "--help"], capsys, monkeypatch)
+    assert code == 0 and all(flag in out for flag in new)
+    assert not any(f"{flag} " in out or f"{flag}," in out for flag in old), out
+
+
+def test_a_new_flag_and_its_old_spelling_together_are_refused(seed: Path, tmp_path: Path, no_model: None,
+                                                              capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run_cli(["run", str(seed), "--task", "toxicity", "--out", str(tmp_path / "r"), "--generator",
+                            "openai", "--generator-base-url", "http://a/v1", "--base-url", "http://b/v1"],
+                           capsys, monkeypatch)
+    assert code == 2 and "--generator-base-url 'http://a/v1' and its old spelling --base-url" in err, err
