@@ -59,3 +59,51 @@ def test_dtype_auto_is_fp32_on_cpu_and_an_unknown_dtype_is_a_config_error() -> N
     assert pick_dtype("auto", "cuda") == torch.bfloat16
     with pytest.raises(ConfigError, match=r"dtype 'fp8' is not one of auto, float32"):
         pick_dtype("fp8", "cpu")
+
+
+def test_concurrent_first_loads_of_a_gguf_keep_one_copy_and_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from conftest import make_lm, make_tokenizer
+
+    monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    both_dequantised = threading.Barrier(2)
+    real_model, real_tokenizer = models.AutoModelForCausalLM.from_pretrained, models.AutoTokenizer.from_pretrained
+
+    def fake_model(path: Path, **kwargs: object) -> object:
+        if "gguf_file" not in kwargs:
+            return real_model(path, **kwargs)
+        model = make_lm()
+        both_dequantised.wait(timeout=30)  # neither has published yet: the race the cache must survive
+        return model
+
+    def fake_tokenizer(path: Path, **kwargs: object) -> object:
+        return make_tokenizer() if "gguf_file" in kwargs else real_tokenizer(path, **kwargs)
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", fake_model)
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", fake_tokenizer)
+    loaded: list[object] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            loaded.append(load_model(str(gguf), device="cpu", dtype="float32"))
+        except BaseException as err:  # reported by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    with caplog.at_level("WARNING"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and len(loaded) == 2
+    assert not [r for r in caplog.records if "could not keep" in r.getMessage()]
+    kept = list((tmp_path / "cache" / "models").iterdir())
+    assert len(kept) == 1 and (kept[0] / "config.json").is_file()  # one copy, no leftover temporary folders
+    again = load_model(str(gguf), device="cpu", dtype="float32")
+    assert isinstance(again, models.LoadedModel) and again.weights_id.startswith("sha256:")
