@@ -286,7 +286,7 @@ class FeatureSpace:
         held = 0
         for batch in self.reader.batches([tokenized[i] for i in todo]):
             indices = [todo[j] for j in batch]
-            values, positions = self._batch_max([tokenized[i] for i in indices], naive)
+            values, positions = self._score_batch([tokenized[i] for i in indices], naive)
             pending.append((indices, values, positions))
             held += 2 * values.numel() * 8
             if values.device.type == "cpu" or held >= self.flush_bytes:
@@ -302,7 +302,7 @@ class FeatureSpace:
                            self.reader.max_tokens)
         return [r for r in results if r is not None]
 
-    def _batch_max(self, members: Sequence[TokenizedSample], naive: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, each feature's max over its scored tokens and that token's index among them, computed
         on the model's device without a host round trip: (b, d_sae) values and (b, d_sae) positions."""
         device = self.reader.device
