@@ -13,8 +13,8 @@ LAYER = typer.Option(None, "--layer", help="hidden_states index (default: the SA
 MODE = typer.Option("sae", "--mode", help="'sae' (the SAE's own encode) or 'paper' (dense ReLU, δ = 0).")
 THRESHOLD = typer.Option(0.0, "--threshold", help="δ: a sample activates a feature iff its score > δ.")
 DEVICE = typer.Option(None, "--device", help="cuda or cpu (default: cuda when available).")
-DTYPE = typer.Option("auto", "--dtype", help="auto (CPU: fp32 weights, bf16 autocast where the CPU has bf16 units; GPU: "
-                     "bf16), float32 (exact), bfloat16, float16, bf16-autocast.")
+DTYPE = typer.Option("auto", "--dtype", help="auto (CPU: fp32 weights, bf16 autocast where the CPU has bf16 "
+                     "units; GPU: bf16), float32 (exact), bfloat16, float16, bf16-autocast.")
 MAX_TOKENS = typer.Option(512, "--max-tokens", help="Token cap per sample; longer ones are truncated and reported.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")

@@ -117,7 +117,8 @@ class FeatureSpace:
     span_tokens: int = 32
     cache: ScoreCache | None = None
     weights_id: str = ""  # the model's content identity (LoadedModel.weights_id); "" = model_id alone
-    flush_bytes: int = 256 << 20  # device results held before one copy to the host (the CPU copies per batch)
+    flush_bytes: int | None = None  # results held on the device before one copy to the host; None: 0 on a
+    # CPU (records and cache rows per batch), 256 MiB on a GPU (no host round trip per batch)
 
     def __post_init__(self) -> None:
         from fac.tools.space.saes import sae_hook_layer
@@ -283,13 +284,15 @@ class FeatureSpace:
                     on_batch(len(indices))
             pending.clear()
 
-        held = 0
+        held, limit = 0, self.flush_bytes
+        if limit is None:
+            limit = 0 if self.reader.device.type == "cpu" else 256 << 20
         for batch in self.reader.batches([tokenized[i] for i in todo]):
             indices = [todo[j] for j in batch]
             values, positions = self._score_batch([tokenized[i] for i in indices], naive)
             pending.append((indices, values, positions))
             held += 2 * values.numel() * 8
-            if values.device.type == "cpu" or held >= self.flush_bytes:
+            if held >= limit:
                 flush()
                 held = 0
         flush()
@@ -318,7 +321,9 @@ class FeatureSpace:
         width_t = hidden.shape[1]
         where = torch.tensor([r * width_t + p for r, s in enumerate(members) for p in s.content_positions],
                              dtype=torch.long)  # (n_scored,) into the flattened (b * t) positions
-        rows, cols, where = (x.to(device, non_blocking=True) for x in (rows, cols, where))
+        pinned = device.type == "cuda"  # pinned host memory: the copies queue behind the GPU's work, no wait
+        rows, cols, where = ((x.pin_memory() if pinned else x).to(device, non_blocking=True)
+                             for x in (rows, cols, where))
         acts = flat_acts[where] if naive else self._encode(flat_acts[where])  # (n_scored, d_sae)
         width = max(len(s.content_positions) for s in members)
         dense = acts.new_zeros((len(members), width, acts.shape[-1]))  # (b, width, d_sae); scores are >= 0
