@@ -1,12 +1,13 @@
 """Benchmark: the feature space's paths on the real default model: fp32 early exit, the default
-(early exit, fp32 weights with bf16 autocast on a CPU with bf16 units) and the naive full forward.
+(early exit; bf16 weights on a CPU with bf16 units, the SAE in fp32) and the naive fp32 full forward.
 
-Speed: FeatureSpace.score on the same texts in one process, score cache off. All paths share one copy of
-the fp32 weights (the default only switches autocast on), the texts go in chunks (by default the batches one
-score() call would form) and the paths rotate which goes first per chunk, so a background load that comes and
-goes falls on all alike. Blocks' GFLOP/s are set against this machine's measured matmul peak at the blocks'
+Speed: FeatureSpace.score on the same texts in one process, score cache off. The texts go in chunks (the
+batches one score() call would form) and the paths rotate which goes first per chunk, so a background load
+that comes and goes falls on all alike; the naive path runs on a prefix of the texts, rotating with fp32
+early exit on it. Blocks' GFLOP/s are set against this machine's measured matmul peak at the blocks'
 own shapes (torch linear, the padded batch's tokens). A variants table measures the other choices (bf16
-weights, int8 dynamic quantisation, eager attention, one thread, token budgets, torch.compile with --compile)
+autocast over fp32 weights, int8 dynamic quantisation, eager attention, one thread, token budgets,
+torch.compile with --compile)
 on a subset, rotating likewise.
 Agreement with fp32: active-feature Jaccard per text; the demo's FAC (examples/toxicity/seed.jsonl against the
 shipped toxicity catalog); the contrast catalog's relevance decisions rebuilt in both precisions on a seeded
@@ -95,17 +96,24 @@ class PartTimer:
     Forward hooks on the blocks and the LM head, a wrapper around `sae.encode`; about 60 clock reads per batch.
     """
 
-    def __init__(self, space: Any) -> None:
+    def __init__(self, *spaces: Any) -> None:
         from fac.tools.space.residual import decoder_blocks
 
         self.path = ""
         self.seconds: dict[tuple[str, str], float] = defaultdict(float)
-        blocks = decoder_blocks(space.reader.model)
-        self.parts = (f"blocks 1-{space.layer}", f"blocks {space.layer + 1}-{len(blocks)}", "LM head", "SAE encoder")
-        for i, block in enumerate(blocks):
-            self._time(block, self.parts[0] if i < space.layer else self.parts[1])
-        self._time(space.reader.model.get_output_embeddings(), self.parts[2])
-        encode = space.sae.encode
+        self.handles: list[Any] = []
+        self.saes = [space.sae for space in spaces]
+        for space in spaces:
+            blocks = decoder_blocks(space.reader.model)
+            self.parts = (f"blocks 1-{space.layer}", f"blocks {space.layer + 1}-{len(blocks)}", "LM head",
+                          "SAE encoder")
+            for i, block in enumerate(blocks):
+                self._time(block, self.parts[0] if i < space.layer else self.parts[1])
+            self._time(space.reader.model.get_output_embeddings(), self.parts[2])
+            self._wrap(space.sae)
+
+    def _wrap(self, sae: Any) -> None:
+        encode = sae.encode
 
         def timed_encode(x: Any) -> Any:
             began = time.perf_counter()
@@ -113,7 +121,13 @@ class PartTimer:
             self.seconds[(self.path, self.parts[3])] += time.perf_counter() - began
             return out
 
-        space.sae.encode = timed_encode
+        sae.encode = timed_encode
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        for sae in self.saes:
+            del sae.encode
 
     def _time(self, module: Any, part: str) -> None:
         began: list[float] = [0.0]
@@ -124,8 +138,7 @@ class PartTimer:
         def stop(*_args: Any) -> None:
             self.seconds[(self.path, part)] += time.perf_counter() - began[0]
 
-        module.register_forward_pre_hook(start)
-        module.register_forward_hook(stop)
+        self.handles += [module.register_forward_pre_hook(start), module.register_forward_hook(stop)]
 
 
 def rotate(
@@ -355,21 +368,19 @@ def catalog_decisions(spaces: dict[str, Any], n_each: int, seed: int) -> tuple[d
     return out, len(anchor)
 
 
-def variants(space: Any, texts: list[str], args: argparse.Namespace) -> list[tuple[str, float, float, float]]:
+def variants(space: Any, fast: Any, texts: list[str], args: argparse.Namespace
+             ) -> list[tuple[str, float, float, float]]:
     """(variant, tokens/s, speed-up over fp32, mean Jaccard vs fp32) of each choice, rotating on `texts`."""
     import torch
 
-    exact = with_autocast(space, None)
-    default = with_autocast(space, torch.bfloat16)
+    exact, default = space, fast
     model = space.reader.model
-    bf16_model = type(model)(model.config).eval()
-    bf16_model.load_state_dict(model.state_dict())
-    bf16_model = bf16_model.to(torch.bfloat16)
     fresh = type(model)(model.config).eval()
     fresh.load_state_dict(model.state_dict())
     int8_model = torch.ao.quantization.quantize_dynamic(fresh, {torch.nn.Linear}, dtype=torch.qint8)
     eager_model = type(model)(model.config).eval()
     eager_model.load_state_dict(model.state_dict())
+    eager_model = eager_model.to(torch.bfloat16)
     eager_model.config._attn_implementation = "eager"
     threads = torch.get_num_threads()
 
@@ -378,20 +389,21 @@ def variants(space: Any, texts: list[str], args: argparse.Namespace) -> list[tup
 
     spaces: dict[str, Any] = {
         "fp32 (sdpa, budget 8192)": exact,
-        "bf16 autocast (default)": default,
-        "bf16 weights": on(bf16_model, autocast=None),
+        "bf16 weights (default)": default,
+        "bf16 autocast over fp32 weights": with_autocast(exact, torch.bfloat16),
         "int8 dynamic quantisation of the linears": on(int8_model, autocast=None),
-        "bf16 autocast, eager attention": on(eager_model, autocast=torch.bfloat16),
+        "bf16 weights, eager attention": replace(default, reader=replace(default.reader, model=eager_model)),
         "fp32, 1 thread": exact,
-        "bf16 autocast, 1 thread": default,
-        **{f"bf16 autocast, token budget {b}": replace(default, reader=replace(default.reader, token_budget=b))
+        "bf16 weights, 1 thread": default,
+        **{f"bf16 weights, token budget {b}": replace(default, reader=replace(default.reader, token_budget=b))
            for b in (2048, 4096, 16384)},
     }
     if args.compile:
         compiled = type(model)(model.config).eval()
         compiled.load_state_dict(model.state_dict())
+        compiled = compiled.to(torch.bfloat16)
         compiled.model.forward = torch.compile(compiled.model.forward, dynamic=True)
-        spaces["bf16 autocast, torch.compile"] = on(compiled, autocast=torch.bfloat16)
+        spaces["bf16 weights, torch.compile"] = replace(default, reader=replace(default.reader, model=compiled))
 
     def runner(name: str, target: Any) -> Any:
         def run(chunk: list[int]) -> list[Any]:
@@ -479,7 +491,7 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     default_precision = pick_precision("auto", "cpu")
     texts = pick_texts(args.n_texts, args.seed)
     space = load_space(sae_dir, args.max_tokens, args.token_budget, "float32")
-    exact, default = with_autocast(space, None), with_autocast(space, default_precision.autocast)
+    exact, default = space, load_space(sae_dir, args.max_tokens, args.token_budget, "auto")
     tokenized = space.tokenize(texts)
     lengths = np.array([len(t.input_ids) for t in tokenized])
     chunks = list(space.reader.batches(tokenized))
@@ -498,7 +510,7 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     print(f"matmul peak at the blocks' shapes, {batch_tokens} rows: bf16 {peaks['bf16']:.1f}, "
           f"fp32 {peaks['fp32']:.1f} GFLOP/s", flush=True)
 
-    parts = PartTimer(space)
+    parts = PartTimer(exact, default)
     runners = {
         "fp32 early exit": lambda chunk: exact.score([texts[i] for i in chunk]),
         "default": lambda chunk: default.score([texts[i] for i in chunk]),
@@ -527,13 +539,13 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     naive_padded = sum(len(b) * max(len(tokenized[i].input_ids) for i in b) for b in naive_chunks)
     padded_of = {"fp32 early exit": padded, "default": padded, "naive": naive_padded}
     breakdown = part_table(parts, timing, flops, space.layer, padded_of, peaks["bf16"])
-    del space.sae.encode  # the timer's wrapper
+    parts.remove()
 
     both = {"fp32": exact, "default": default}
     fac = demo_fac(both)
     print(f"demo FAC: {fac}", flush=True)
     decisions, n_each = catalog_decisions(both, args.catalog_texts, args.seed) if args.catalog_texts else ({}, 0)
-    table = variants(space, texts[: args.n_variant_texts], args) if args.n_variant_texts else []
+    table = variants(exact, default, texts[: args.n_variant_texts], args) if args.n_variant_texts else []
 
     memory_texts = longest_batches(space, texts, args.memory_batches)
     model_id, sae_id, layer = space.model_id, space.sae_id, space.layer
@@ -541,7 +553,7 @@ def run(args: argparse.Namespace, tmp: Path) -> str:
     minutes, load_after = (time.time() - started) / 60, os.getloadavg()
 
     names = {"fp32 early exit": f"fp32 early exit (blocks 1-{layer}, SAE on scored tokens)",
-             "default": f"**default**: early exit, {default_precision.name}",
+             "default": f"**default**: early exit, {default_precision.name} weights, SAE in float32",
              "naive": "naive fp32 (all blocks + LM head, SAE on every position)"}
     counts = {"fp32 early exit": (len(texts), n_tokens), "default": (len(texts), n_tokens),
               "naive": (n_naive, naive_tokens)}
@@ -579,10 +591,10 @@ each variant warmed up first), fp32 weights unless named:
 {len(texts)} texts sampled (seed {args.seed}) from `data/sae_corpus/corpus.jsonl.gz`: {n_tokens:,} input tokens
 (mean {lengths.mean():.1f}, max {lengths.max()}, chat template included), {n_scored:,} scored, {padded:,} with padding
 (token budget {args.token_budget}, at most {args.max_tokens} tokens per text). The texts go in {len(chunks)} chunks
-(the batches of one score() call), the three paths rotating which runs first; one copy of the fp32 weights (the
-default switches autocast on); score cache off. CPU: {os.cpu_count()} cores with AMX and AVX512-BF16, torch
-{torch.__version__}, {torch.get_num_threads()} threads. Load average {load_before[0]:.1f} before and
-{load_after[0]:.1f} after: when other jobs share the CPU, absolute rates drop; the rotation keeps ratios fair.
+(the batches of one score() call), the paths rotating which runs first; score cache off.
+CPU: {os.cpu_count()} cores with AMX and AVX512-BF16, torch {torch.__version__}, {torch.get_num_threads()} threads.
+Load average {load_before[0]:.1f} before and {load_after[0]:.1f} after: when other jobs share the CPU, absolute
+rates drop; the rotation keeps ratios fair.
 
 | path | texts | texts/s | tokens/s | seconds | RSS added while scoring (MB) | peak RSS (MB) |
 |---|---:|---:|---:|---:|---:|---:|

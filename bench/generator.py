@@ -1,8 +1,9 @@
-"""Benchmark the local generator (BatchedLocalChat on the embedded SmolLM2-135M-Instruct): fp32 vs bf16 autocast.
+"""Benchmark the local generator (BatchedLocalChat on the embedded SmolLM2-135M-Instruct): fp32 vs bf16 weights.
 
 Same prompts (drafting requests built from seeded picks of the demo seed), same per-chunk sampling seeds, the
-demo's settings (batches of 8, temperature 0.8, top_p 0.9, at most 96 new tokens), both precisions on one copy
-of the fp32 weights, rotating which goes first per chunk. Reported: generated tokens/s of each, how many replies
+demo's settings (batches of 8, temperature 0.8, top_p 0.9, at most 96 new tokens), rotating which precision goes
+first per chunk; bf16 is the default space's own model (what `fac run` generates with on this CPU).
+Reported: generated tokens/s of each, how many replies
 are token-for-token the same, and how many drafts fire at least one of the seed's missing task features (the
 verifier's acceptance test, scored by the default feature space) in each precision.
 Called by `bench/synthesis.py --generator` (writes the "Generator" section of bench/RESULTS.md), or alone:
@@ -25,7 +26,7 @@ SEED = REPO / "examples" / "toxicity" / "seed.jsonl"
 CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / "catalog.json"
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Generator"
-PRECISIONS = ("float32", "bf16-autocast")
+PRECISIONS = ("float32", "bfloat16")
 
 
 def prompts(n: int, seed: int) -> list[list[Any]]:
@@ -48,12 +49,14 @@ def measure(n_prompts: int, seed: int, batch_size: int) -> dict[str, Any]:
     from fac.tools.catalog.build import load_catalog_file
     from fac.tools.llm.local_writer import BatchedLocalChat
     from fac.tools.space.features import FeatureSpace
+    from fac.tools.space.models import load_model
 
-    space = FeatureSpace.load(use_cache=False)  # the default space; its fp32 weights serve both generators
-    model, tokenizer = space.reader.model, space.reader.tokenizer
+    space = FeatureSpace.load(use_cache=False)  # the default space (bf16 weights on a CPU with bf16 units)
+    exact = load_model("default", dtype="float32")
     settings = {"temperature": 0.8, "top_p": 0.9, "max_new_tokens": 96, "batch_size": batch_size}
-    chats = {p: BatchedLocalChat(model=model, tokenizer=tokenizer, model_id=space.model_id, precision=p, **settings)
-             for p in PRECISIONS}
+    chats = {"float32": BatchedLocalChat.from_loaded(exact, **settings),
+             "bfloat16": BatchedLocalChat(model=space.reader.model, tokenizer=space.reader.tokenizer,
+                                          model_id=space.model_id, **settings)}
     requests = prompts(n_prompts, seed)
     for chat in chats.values():  # warm-up
         chat.batch(requests[:2], seeds=[seed, seed])
@@ -93,7 +96,7 @@ def section(result: dict[str, Any], minutes: float, load: tuple[float, float]) -
 `bench/generator.py --prompts {result["n"]}` (or `bench/synthesis.py --generator`), {time.strftime("%Y-%m-%d")},
 {minutes:.1f} min wall. Generator: `{result["model"]}` in-process (BatchedLocalChat), batches of
 {result["batch_size"]}, temperature 0.8, top_p 0.9, at most 96 new tokens, the same per-batch sampling seeds in both
-precisions, one copy of the fp32 weights, rotating which precision goes first per batch. {result["n"]} drafting
+precisions, rotating which precision goes first per batch (bf16: the default space's model). {result["n"]} drafting
 prompts (three seeded examples from `examples/toxicity/seed.jsonl` each). CPU: {os.cpu_count()} cores, load average
 {load[0]:.1f} before and {load[1]:.1f} after.
 
@@ -101,11 +104,11 @@ prompts (three seeded examples from `examples/toxicity/seed.jsonl` each). CPU: {
 |---|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
-- bf16 autocast generates **{fast / fp32:.2f}x** the tokens/s of fp32.
+- bf16 weights generate **{fast / fp32:.2f}x** the tokens/s of fp32.
 - bf16 changes the outputs: {result["same"]} of {result["n"]} replies are identical to fp32's with the same seed
   (sampling diverges once one logit differs in the last bits). Drafts that fire at least one of the seed's
   {result["missing"]} missing task features (the verifier's acceptance test, default feature space):
-  fp32 {result["firing"]["float32"]}, bf16 autocast {result["firing"]["bf16-autocast"]}, of {result["n"]}.
+  fp32 {result["firing"]["float32"]}, bf16 {result["firing"]["bfloat16"]}, of {result["n"]}.
 """
 
 

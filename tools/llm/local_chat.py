@@ -55,8 +55,8 @@ class LocalChatModel(BaseChatModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, gt=0)
     seed: int | None = Field(None, description="Seed set (in a forked RNG) before each call when sampling.")
-    precision: str = Field("auto", description="auto (bf16 autocast for fp32 weights on a CPU with bf16 units), "
-                                               "float32 (no autocast) or bf16-autocast.")
+    precision: str = Field("auto", description="auto (the weights' own dtype, as loaded) or bf16-autocast (bf16 "
+                                               "matrix products over fp32 weights).")
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -65,21 +65,16 @@ class LocalChatModel(BaseChatModel):
         if not getattr(loaded.tokenizer, "chat_template", None):
             raise ConfigError(f"model {loaded.model_id} has no chat template; the local judge needs an "
                               "instruct/chat model")
-        settings.setdefault("precision", "bf16-autocast" if loaded.precision.autocast else "float32")
+        settings.setdefault("precision", "bf16-autocast" if loaded.precision.autocast else "auto")
         return cls(model=loaded.model, tokenizer=loaded.tokenizer, model_id=loaded.model_id, **settings)
 
     def _autocast(self) -> AbstractContextManager[object]:
-        """bf16 autocast around generation when the precision asks for it (or, for auto, the CPU suits it)."""
-        from fac.tools.space.models import cpu_has_bf16_units
-
-        device = self.model.device
-        if self.precision == "float32" or self.model.dtype != torch.float32:
+        """bf16 autocast around the model's calls when the precision asks for it."""
+        if self.precision == "auto":
             return nullcontext()
-        if self.precision == "auto" and not (device.type == "cpu" and cpu_has_bf16_units()):
-            return nullcontext()
-        if self.precision not in ("auto", "bf16-autocast"):
-            raise ConfigError(f"precision {self.precision!r} is not auto, float32 or bf16-autocast")
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        if self.precision != "bf16-autocast":
+            raise ConfigError(f"precision {self.precision!r} is not auto or bf16-autocast")
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
 
     @classmethod
     def default(cls, **settings: Any) -> LocalChatModel:

@@ -56,7 +56,7 @@ class LoadedModel:
 
 
 def cpu_has_bf16_units() -> bool:
-    """AMX tiles or AVX512-BF16: bf16 matrix products run natively (measured 5x fp32 with AMX here)."""
+    """AMX tiles or AVX512-BF16: bf16 matrix products run natively (3x fp32 here, bench/RESULTS.md)."""
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
@@ -69,16 +69,17 @@ def pick_device(device: str | None = None) -> str:
 
 
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
-    """The weights' dtype: fp32 on CPU (matmuls go bf16 by autocast, see pick_precision), bf16 on GPU."""
+    """The weights' dtype (see pick_precision)."""
     return pick_precision(dtype, device).weights
 
 
 def pick_precision(dtype: str, device: str) -> Precision:
-    """auto: on a CPU with bf16 units fp32 weights with bf16 autocast (bench/feature_extraction.py: fastest
-    path that agrees with fp32), else fp32; bf16 weights on GPU. Or what --dtype names."""
+    """auto: bf16 weights on a GPU and on a CPU with bf16 units (bench/feature_extraction.py: the fastest path
+    here that agrees with fp32; bf16 autocast over fp32 weights agrees too but ran slower), else fp32.
+    Or what --dtype names."""
     if dtype == "auto":
-        if device == "cpu":
-            return Precision(torch.float32, torch.bfloat16 if cpu_has_bf16_units() else None)
+        if device == "cpu" and not cpu_has_bf16_units():
+            return Precision(torch.float32)
         return Precision(torch.bfloat16)
     if dtype == AUTOCAST:
         return Precision(torch.float32, torch.bfloat16)

@@ -53,7 +53,7 @@ def test_sampling_is_reproducible_per_seed(models: tuple[Any, Any]) -> None:
     assert first != [m.content for m in batched.batch(PROMPTS, seeds=[7, 8, 9])]
 
 
-@pytest.mark.parametrize(("precision", "dtype"), [("bf16-autocast", "torch.bfloat16"), ("float32", "torch.float32")])
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-autocast", "torch.bfloat16"), ("auto", "torch.float32")])
 def test_the_precision_sets_the_dtype_the_linears_generate_in(
     tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast, precision: str, dtype: str
 ) -> None:
@@ -78,6 +78,6 @@ def test_from_loaded_generates_in_the_precision_the_model_was_loaded_for(
 
     fast = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", precision=Precision(torch.float32, torch.bfloat16))
     assert BatchedLocalChat.from_loaded(fast).precision == "bf16-autocast"
-    assert BatchedLocalChat.from_loaded(LoadedModel(tiny_lm, tiny_tokenizer, "tiny")).precision == "float32"
-    with pytest.raises(ConfigError, match=r"precision 'int8' is not auto, float32 or bf16-autocast"):
+    assert BatchedLocalChat.from_loaded(LoadedModel(tiny_lm, tiny_tokenizer, "tiny")).precision == "auto"
+    with pytest.raises(ConfigError, match=r"precision 'int8' is not auto or bf16-autocast"):
         BatchedLocalChat(model=tiny_lm, tokenizer=tiny_tokenizer, model_id="tiny", precision="int8").batch(PROMPTS[:1])

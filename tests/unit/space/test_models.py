@@ -54,7 +54,10 @@ def test_a_hub_id_offline_fails_fast_and_points_to_a_local_path(monkeypatch: pyt
     assert "fac-tests/no-such-model" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_dtype_auto_is_fp32_on_cpu_and_an_unknown_dtype_is_a_config_error() -> None:
+def test_dtype_auto_is_bf16_where_bf16_units_exist_and_an_unknown_dtype_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(models, "cpu_has_bf16_units", lambda: False)
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("auto", "cuda") == torch.bfloat16
     with pytest.raises(ConfigError, match=r"dtype 'fp8' is not one of auto, float32"):

@@ -16,9 +16,9 @@ from fac.tools.space.models import AUTOCAST, Precision, pick_precision
 TEXTS = ["the cat sat on the mat and the dog ran fast", "why is it bad", "i love kind people , not stupid ones"]
 
 
-def test_auto_on_a_cpu_with_bf16_units_is_fp32_weights_with_bf16_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_is_bf16_weights_on_a_cpu_with_bf16_units_and_on_gpu_else_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(models, "cpu_has_bf16_units", lambda: True)
-    assert pick_precision("auto", "cpu") == Precision(torch.float32, torch.bfloat16)
+    assert pick_precision("auto", "cpu") == Precision(torch.bfloat16)
     monkeypatch.setattr(models, "cpu_has_bf16_units", lambda: False)
     assert pick_precision("auto", "cpu") == Precision(torch.float32)
     assert pick_precision("auto", "cuda") == Precision(torch.bfloat16)
