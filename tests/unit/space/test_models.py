@@ -110,3 +110,15 @@ def test_concurrent_first_loads_of_a_gguf_keep_one_copy_and_both_succeed(
     assert len(kept) == 1 and (kept[0] / "config.json").is_file()  # one copy, no leftover temporary folders
     again = load_model(str(gguf), device="cpu", dtype="float32")
     assert isinstance(again, models.LoadedModel) and again.weights_id.startswith("sha256:")
+
+
+def test_threads_are_the_cores_the_load_leaves_free_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert models.pick_threads(cores=2, load=0.1) == 2
+    assert models.pick_threads(cores=2, load=5.0) == 1
+    assert models.pick_threads(cores=16, load=3.6) == 12
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert models.pick_threads(cores=2, load=5.0) == 3
+    monkeypatch.setenv("FAC_THREADS", "2")
+    assert models.pick_threads(cores=16, load=0.0) == 2
