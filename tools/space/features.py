@@ -166,8 +166,8 @@ class FeatureSpace:
 
     @property
     def score_key(self) -> str:
-        """The score cache's key: the space's key and the precision, so precisions never share entries."""
-        return hashlib.sha256(json.dumps([self.key, self.precision]).encode()).hexdigest()[:24]
+        """The score cache's key: the space's key and, readable in each row, the precision it was computed in."""
+        return f"{self.key}/{self.precision}"
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "layer": self.layer, "sae": self.sae_id, "mode": self.mode,

@@ -59,3 +59,4 @@ def test_the_precision_is_part_of_the_description_and_the_score_key(tiny_space: 
     assert tiny_space.describe()["precision"] == "float32"
     assert fast.describe()["precision"] == "float32+bfloat16-autocast"
     assert fast.key == tiny_space.key and fast.score_key != tiny_space.score_key
+    assert fast.score_key.endswith("/float32+bfloat16-autocast") and tiny_space.score_key.endswith("/float32")
