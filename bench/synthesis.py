@@ -12,6 +12,7 @@ catalog and seed, and the same generator-token budget (prompt + completion token
 Reported: FAC reached (seed + kept samples), kept samples, generator tokens, tokens per newly covered
 feature, and the tokens the fac loop needed to reach the open loop's final FAC.
 Run:  .venv/bin/python bench/synthesis.py [--budget-tokens 40000] [--out bench/runs/synthesis]
+      .venv/bin/python bench/synthesis.py --generator   # generator tokens/s, fp32 vs bf16 weights
 """
 
 from __future__ import annotations
@@ -161,7 +162,16 @@ def main() -> None:
     parser.add_argument("--sae", default="default", help="SAE directory (default: the shipped one)")
     parser.add_argument("--catalog", default=None, help="catalog file (default: the task's)")
     parser.add_argument("--threshold", type=float, default=0.0, help="δ (the demo seed needs 5: see RESULTS.md)")
+    parser.add_argument("--generator", action="store_true",
+                        help="only the generator's tokens/s, fp32 vs bf16 weights (bench/generator.py)")
+    parser.add_argument("--generator-prompts", type=int, default=48)
     args = parser.parse_args()
+    if args.generator:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from generator import main as generator_main
+
+        generator_main(["--prompts", str(args.generator_prompts)])
+        return
 
     from fac.graph.config import RunConfig
     from fac.graph.run_dir import RunDir

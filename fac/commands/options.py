@@ -52,7 +52,8 @@ MODE = typer.Option("sae", "--mode", help="'sae' (the SAE's own encode) or 'pape
 THRESHOLD = typer.Option(0.0, "--threshold", callback=check_threshold,
                          help="δ: a sample activates a feature iff its score > δ.")
 DEVICE = typer.Option(None, "--device", callback=check_device, help="cuda or cpu (default: cuda when available).")
-DTYPE = typer.Option("auto", "--dtype", help="auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
+DTYPE = typer.Option("auto", "--dtype", help="auto (bf16 weights on a GPU and on a CPU with bf16 units, else "
+                     "fp32), float32 (exact), bfloat16, float16, bf16-autocast (fp32 weights, bf16 matmuls).")
 MAX_TOKENS = typer.Option(512, "--max-tokens", min=1,
                           help="Token cap per sample; longer ones are truncated and reported.")
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")

@@ -30,6 +30,11 @@ FP16 = typer.Option(True, help="Store weights as float16 (half the size).")
 SEED = typer.Option(0)
 
 
+# The shipped SAE was trained and refitted on fp32 activations: float32 keeps its recorded commands reproducing it.
+ACTIVATION_DTYPE = typer.Option("float32", "--dtype", help="Precision of the model while collecting activations: "
+                                "float32 (as the shipped SAE) or auto/bfloat16 (faster; see bench/RESULTS.md).")
+
+
 def _cache_root() -> Path:
     return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
 
@@ -49,7 +54,7 @@ class _Activations:
 
 def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer: int, max_texts: int | None,
                         max_tokens: int, heldout_fraction: float, seed: int, device: str | None,
-                        min_train_tokens: int = 0) -> _Activations:
+                        min_train_tokens: int = 0, dtype: str = "float32") -> _Activations:
     """The corpus's residual activations; fewer than `min_train_tokens` training tokens is refused before the
     (slow) collection starts."""
     from fac.tools.space.models import load_model
@@ -62,7 +67,7 @@ def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer:
     texts = [s for s in samples if isinstance(s, str)]
     if len(texts) != len(samples):
         raise InputError(f"{corpus}: SAE training takes plain texts; {len(samples) - len(texts)} rows are chats")
-    loaded = load_model(model, device=device)
+    loaded = load_model(model, device=device, dtype=dtype)
     reader = LayerReader(loaded.model, loaded.tokenizer, layer, max_tokens=max_tokens)
     train_texts, held_texts = split_heldout(texts, heldout_fraction, seed)
     tokenized = {t: reader.tokenize(t) for t in texts}
@@ -116,6 +121,7 @@ def train(
     fp16: bool = FP16,
     seed: int = SEED,
     device: str | None = opt.DEVICE,
+    dtype: str = ACTIVATION_DTYPE,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Train a TopK SAE on the residual stream after block LAYER and report its held-out quality."""
@@ -128,7 +134,7 @@ def train(
     )
     started = time.time()
     data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device,
-                               min_train_tokens=cfg.batch_tokens)
+                               min_train_tokens=cfg.batch_tokens, dtype=dtype)
     collected = time.time()
     hook_name = f"blocks.{layer - 1}.hook_resid_post"
     with progress() as bar:
@@ -167,6 +173,7 @@ def refit_command(
     fp16: bool = FP16,
     seed: int = SEED,
     device: str | None = opt.DEVICE,
+    dtype: str = ACTIVATION_DTYPE,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Refit an SAE's decoder by least squares on a corpus; the encoder, and so every feature, is unchanged."""
@@ -180,7 +187,8 @@ def refit_command(
     if layer is None:
         raise ConfigError(f"{sae}: the SAE does not name its hook layer; cannot refit it")
     started = time.time()
-    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device)
+    data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device,
+                               dtype=dtype)
     before = evaluate_sae(loaded, data.held, n_texts=data.n_held)
     refit_decoder(loaded, data.train, ridge=ridge)
     _save(loaded, out, fp16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,15 +55,26 @@ class LocalChatModel(BaseChatModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_new_tokens: int = Field(256, gt=0)
     seed: int | None = Field(None, description="Seed set (in a forked RNG) before each call when sampling.")
+    precision: str = Field("auto", description="auto (the weights' own dtype, as loaded) or bf16-autocast (bf16 "
+                                               "matrix products over fp32 weights).")
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, **settings: Any) -> LocalChatModel:
-        """Wrap a LoadedModel (from `fac.tools.space.models.load_model`)."""
+        """Wrap a LoadedModel (from `fac.tools.space.models.load_model`), in the precision it was loaded for."""
         if not getattr(loaded.tokenizer, "chat_template", None):
             raise ConfigError(f"model {loaded.model_id} has no chat template; the local judge needs an "
                               "instruct/chat model")
+        settings.setdefault("precision", "bf16-autocast" if loaded.precision.autocast else "auto")
         return cls(model=loaded.model, tokenizer=loaded.tokenizer, model_id=loaded.model_id, **settings)
+
+    def _autocast(self) -> AbstractContextManager[object]:
+        """bf16 autocast around the model's calls when the precision asks for it."""
+        if self.precision == "auto":
+            return nullcontext()
+        if self.precision != "bf16-autocast":
+            raise ConfigError(f"precision {self.precision!r} is not auto or bf16-autocast")
+        return torch.autocast(self.model.device.type, dtype=torch.bfloat16)
 
     @classmethod
     def default(cls, **settings: Any) -> LocalChatModel:
@@ -78,7 +90,7 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "temperature": self.temperature, "top_p": self.top_p,
-                "max_new_tokens": self.max_new_tokens, "seed": self.seed}
+                "max_new_tokens": self.max_new_tokens, "seed": self.seed, "precision": self.precision}
 
     def _prompt_ids(self, messages: Sequence[BaseMessage]) -> torch.Tensor:  # (1, n_prompt)
         if not getattr(self.tokenizer, "chat_template", None):
@@ -107,7 +119,7 @@ class LocalChatModel(BaseChatModel):
         device = self.model.device
         scores: dict[str, float] = {}
         lengths: dict[str, int] = {}
-        with self._lock, torch.no_grad():
+        with self._lock, torch.no_grad(), self._autocast():
             for choice in choices:
                 ids = torch.tensor(self.tokenizer(choice, add_special_tokens=False)["input_ids"], dtype=torch.long)
                 full = torch.cat([prompt, ids]).unsqueeze(0).to(device)
@@ -140,7 +152,8 @@ class LocalChatModel(BaseChatModel):
         sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 \
             else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        with self._lock, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        with (self._lock, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(),
+              self._autocast()):
             if seed is not None:
                 torch.manual_seed(int(seed))
             output = self.model.generate(

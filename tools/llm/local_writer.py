@@ -83,7 +83,8 @@ class BatchedLocalChat(LocalChatModel):
         sampling: dict[str, Any] = ({"do_sample": True, "temperature": self.temperature, "top_p": self.top_p}
                                     if self.temperature > 0 else {"do_sample": False})
         device = self.model.device
-        with self._lock, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+        with (self._lock, torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(),
+              self._autocast()):
             if seed is not None:
                 torch.manual_seed(int(seed))
             output = self.model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device),

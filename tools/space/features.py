@@ -116,6 +116,9 @@ class FeatureSpace:
     threshold: float = 0.0
     span_tokens: int = 32
     cache: ScoreCache | None = None
+    weights_id: str = ""  # the model's content identity (LoadedModel.weights_id); "" = model_id alone
+    flush_bytes: int | None = None  # results held on the device before one copy to the host; None: 0 on a
+    # CPU (records and cache rows per batch), 256 MiB on a GPU (no host round trip per batch)
 
     def __post_init__(self) -> None:
         from fac.tools.space.saes import sae_hook_layer
@@ -150,15 +153,25 @@ class FeatureSpace:
         return int(self.sae.cfg.d_sae)
 
     @property
+    def precision(self) -> str:
+        """The precision scores are computed in: weights dtype, plus the autocast dtype when on."""
+        return self.reader.precision.name
+
+    @property
     def key(self) -> str:
-        """Identity of everything that changes a score: model, layer, SAE, mode, rendering, caps."""
-        parts = [self.model_id, self.layer, self.sae_id, self.mode, self.reader.renderer.mode,
+        """Identity of the feature space: model (by content), layer, SAE (by content), mode, rendering, caps."""
+        parts = [self.model_id, self.weights_id, self.layer, self.sae_id, self.mode, self.reader.renderer.mode,
                  self.reader.max_tokens, self.span_tokens]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
+    @property
+    def score_key(self) -> str:
+        """The score cache's key: the space's key and, readable in each row, the precision it was computed in."""
+        return f"{self.key}/{self.precision}"
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "layer": self.layer, "sae": self.sae_id, "mode": self.mode,
-                "threshold": self.threshold, "d_sae": self.d_sae}
+                "threshold": self.threshold, "d_sae": self.d_sae, "precision": self.precision}
 
     @classmethod
     def load(
@@ -187,9 +200,11 @@ class FeatureSpace:
             raise ConfigError(f"SAE {sae_id} does not say which layer it reads; pass --layer")
         loaded = load_model(model, device=device, dtype=dtype)
         loaded_sae = loaded_sae.to(device=next(loaded.model.parameters()).device)
-        reader = LayerReader(loaded.model, loaded.tokenizer, layer or hooked or 0, render, max_tokens, token_budget)
+        reader = LayerReader(loaded.model, loaded.tokenizer, layer or hooked or 0, render, max_tokens, token_budget,
+                             autocast=loaded.precision.autocast)
         cache = ScoreCache((cache_dir or default_cache_dir()) / "scores.sqlite") if use_cache else None
-        return cls(reader, loaded_sae, loaded.model_id, sae_id, mode, threshold, cache=cache)
+        return cls(reader, loaded_sae, loaded.model_id, sae_id, mode, threshold, cache=cache,
+                   weights_id=loaded.weights_id)
 
     @torch.no_grad()
     def _encode(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_sae)
@@ -199,19 +214,19 @@ class FeatureSpace:
         encoded: torch.Tensor = self.sae.encode(x)
         return encoded
 
-    def _reduce(self, sample: TokenizedSample, acts: torch.Tensor) -> SampleScores:
-        """Max over the scored tokens; the span ends at the argmax token and holds span_tokens tokens."""
-        values, positions = acts.max(dim=0)  # (d_sae,), (d_sae,) index into content tokens
-        active = torch.nonzero(values > 0).flatten()
-        pos = positions[active].cpu().numpy()
+    def _reduce(self, sample: TokenizedSample, values: np.ndarray, positions: np.ndarray) -> SampleScores:
+        """One sample's max scores (d_sae,) and their argmax (index into its content tokens) -> its record;
+        the span ends at the argmax token and holds span_tokens tokens."""
+        active = np.flatnonzero(values > 0)
+        pos = positions[active]
         content = np.asarray(sample.content_positions)
         offsets = np.asarray(sample.offsets, dtype=np.int64)  # (t, 2)
         first = np.maximum(pos - self.span_tokens + 1, 0)
         base = sample.rendered.content_start
         return SampleScores(
             text=sample.rendered.content,
-            feature_ids=active.cpu().numpy().astype(np.int32),
-            scores=values[active].float().cpu().numpy(),
+            feature_ids=active.astype(np.int32),
+            scores=values[active].astype(np.float32),
             span_starts=(offsets[content[first], 0] - base).astype(np.int32),
             span_ends=np.minimum(offsets[content[pos], 1] - base, len(sample.rendered.content)).astype(np.int32),
             n_tokens=len(content),
@@ -240,7 +255,7 @@ class FeatureSpace:
         hashes = [hashlib.sha256(t.rendered.text.encode("utf-8", "surrogatepass")).hexdigest() for t in tokenized]
         results: list[SampleScores | None] = [None] * len(samples)
         if self.cache is not None and not naive:
-            found = self.cache.get_many(self.key, sorted(set(hashes)))
+            found = self.cache.get_many(self.score_key, sorted(set(hashes)))
             for i, h in enumerate(hashes):
                 if h in found:
                     results[i] = SampleScores.unpack(found[h], tokenized[i].rendered.content)
@@ -248,15 +263,39 @@ class FeatureSpace:
         todo = [first_of.setdefault(h, i) for i, h in enumerate(hashes) if results[i] is None and h not in first_of]
         if on_batch and len(todo) < len(samples):
             on_batch(len(samples) - len(todo))
+        pending: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []  # (sample indices, values, positions)
+
+        def flush() -> None:
+            """One device-to-host copy for all pending batches, then records, cache rows and progress."""
+            if not pending:
+                return
+            values = torch.cat([v for _, v, _ in pending]).float().cpu().numpy()  # (n, d_sae)
+            positions = torch.cat([p for _, _, p in pending]).cpu().numpy()  # (n, d_sae)
+            row = 0
+            for indices, _, _ in pending:
+                fresh = [self._reduce(tokenized[i], values[row + k], positions[row + k]) for k, i in enumerate(indices)]
+                row += len(indices)
+                for i, scores in zip(indices, fresh, strict=True):
+                    results[i] = scores
+                if self.cache is not None and not naive:
+                    self.cache.put_many(self.score_key, [(hashes[i], r.pack()) for i, r in zip(indices, fresh,
+                                                                                              strict=True)])
+                if on_batch:
+                    on_batch(len(indices))
+            pending.clear()
+
+        held, limit = 0, self.flush_bytes
+        if limit is None:
+            limit = 0 if self.reader.device.type == "cpu" else 256 << 20
         for batch in self.reader.batches([tokenized[i] for i in todo]):
-            members = [tokenized[todo[j]] for j in batch]
-            fresh = self._score_batch(members, naive)
-            for j, scores in zip(batch, fresh, strict=True):
-                results[todo[j]] = scores
-            if self.cache is not None and not naive:
-                self.cache.put_many(self.key, [(hashes[todo[j]], s.pack()) for j, s in zip(batch, fresh, strict=True)])
-            if on_batch:
-                on_batch(len(batch))
+            indices = [todo[j] for j in batch]
+            values, positions = self._score_batch([tokenized[i] for i in indices], naive)
+            pending.append((indices, values, positions))
+            held += 2 * values.numel() * 8
+            if held >= limit:
+                flush()
+                held = 0
+        flush()
         for i, h in enumerate(hashes):
             if results[i] is None:
                 results[i] = results[first_of[h]]
@@ -266,13 +305,28 @@ class FeatureSpace:
                            self.reader.max_tokens)
         return [r for r in results if r is not None]
 
-    def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> list[SampleScores]:
+    def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample, each feature's max over its scored tokens and that token's index among them, computed
+        on the model's device without a host round trip: (b, d_sae) values and (b, d_sae) positions."""
+        device = self.reader.device
+        rows = torch.tensor([r for r, s in enumerate(members) for _ in s.content_positions], dtype=torch.long)
+        cols = torch.cat([torch.arange(len(s.content_positions)) for s in members])  # index among scored tokens
         if naive:
             hidden = self.reader.hidden_naive(members)  # (b, t, d_model)
-            acts = self._encode(hidden)  # (b, t, d_sae): the SAE on every position, padding included
-            return [self._reduce(s, acts[i, s.content_positions]) for i, s in enumerate(members)]
-        hidden = self.reader.hidden(members)
-        flat = torch.cat([hidden[i, s.content_positions] for i, s in enumerate(members)])  # (n_scored, d_model)
-        acts = self._encode(flat)  # (n_scored, d_sae)
-        sizes = [len(s.content_positions) for s in members]
-        return [self._reduce(s, a) for s, a in zip(members, torch.split(acts, sizes), strict=True)]
+            every = self._encode(hidden)  # (b, t, d_sae): the SAE on every position, padding included
+            flat_acts = every.reshape(-1, every.shape[-1])
+        else:
+            hidden = self.reader.hidden(members)  # (b, t, d_model)
+            flat_acts = hidden.reshape(-1, hidden.shape[-1])
+        width_t = hidden.shape[1]
+        where = torch.tensor([r * width_t + p for r, s in enumerate(members) for p in s.content_positions],
+                             dtype=torch.long)  # (n_scored,) into the flattened (b * t) positions
+        pinned = device.type == "cuda"  # pinned host memory: the copies queue behind the GPU's work, no wait
+        rows, cols, where = ((x.pin_memory() if pinned else x).to(device, non_blocking=True)
+                             for x in (rows, cols, where))
+        acts = flat_acts[where] if naive else self._encode(flat_acts[where])  # (n_scored, d_sae)
+        width = max(len(s.content_positions) for s in members)
+        dense = acts.new_zeros((len(members), width, acts.shape[-1]))  # (b, width, d_sae); scores are >= 0
+        dense[rows, cols] = acts
+        values, positions = dense.max(dim=1)  # (b, d_sae) each
+        return values, positions

@@ -10,6 +10,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from fac.tools.errors import ConfigError
+from fac.tools.space.models import Precision
 from fac.tools.space.rendering import Rendered, Renderer, RenderMode, Sample
 
 
@@ -53,6 +54,7 @@ class LayerReader:
     render: RenderMode = "auto"
     max_tokens: int = 512
     token_budget: int = 8192  # padded tokens per forward batch
+    autocast: torch.dtype | None = None  # matmul dtype under autocast (the CPU default: bf16); None: off
     renderer: Renderer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +76,10 @@ class LayerReader:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.model.dtype, self.autocast)
 
     def tokenize(self, sample: Sample) -> TokenizedSample:
         rendered = self.renderer.render(sample)
@@ -108,7 +114,10 @@ class LayerReader:
         for row, s in enumerate(samples):
             ids[row, : len(s.input_ids)] = torch.tensor(s.input_ids)
             mask[row, : len(s.input_ids)] = 1
-        return ids.to(self.device), mask.to(self.device)
+        device = self.device
+        if device.type == "cuda":  # pinned: the copies overlap with the GPU's queue instead of waiting on it
+            ids, mask = ids.pin_memory(), mask.pin_memory()
+        return ids.to(device, non_blocking=True), mask.to(device, non_blocking=True)
 
     @torch.no_grad()
     def hidden(self, samples: Sequence[TokenizedSample]) -> torch.Tensor:  # (b, t, d_model)
@@ -122,7 +131,8 @@ class LayerReader:
 
         handle = self._block.register_forward_hook(stop)
         try:
-            self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+            with self.precision.context(self.device.type):
+                self.model(input_ids=ids, attention_mask=mask, use_cache=False)
         except _StopForward:
             pass
         finally:
@@ -142,7 +152,8 @@ class LayerReader:
         last = self.layer == self.model.config.num_hidden_layers
         handle = self._block.register_forward_hook(keep) if last else None
         try:
-            out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
+            with self.precision.context(self.device.type):
+                out = self.model(input_ids=ids, attention_mask=mask, use_cache=False, output_hidden_states=True)
         finally:
             if handle is not None:
                 handle.remove()

@@ -219,9 +219,11 @@ def split_heldout(texts: Sequence[str], fraction: float, seed: int) -> tuple[lis
 
 
 def activation_cache_path(cache_dir: Path, model_id: str, reader: LayerReader, texts: Sequence[str]) -> Path:
-    """Activations depend on the model, layer, rendering, token cap and texts; key the file by all five."""
+    """Activations depend on the model, layer, rendering, token cap, precision and texts; key the file by all
+    (fp32, the precision of files written before it was keyed, adds nothing, so they stay valid)."""
     digest = hashlib.sha256()
-    for part in (model_id, str(reader.layer), reader.renderer.mode, str(reader.max_tokens), *texts):
+    precision = () if reader.precision.name == "float32" else (f"precision={reader.precision.name}",)
+    for part in (model_id, str(reader.layer), reader.renderer.mode, str(reader.max_tokens), *precision, *texts):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return cache_dir / f"acts-{digest.hexdigest()[:20]}.pt"

@@ -39,13 +39,11 @@ def sae_hook_layer(sae: SAE[Any]) -> int | None:
 
 
 def _weights_digest(directory: Path) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(p.name for p in directory.iterdir() if p.suffix in {".safetensors", ".json"}):
-        if name == "quality.json":
-            continue
-        digest.update(name.encode())
-        digest.update((directory / name).read_bytes())
-    return digest.hexdigest()[:16]
+    """Content hash of the weights and config (not quality.json), recorded once per file version."""
+    from fac.tools.space.identity import directory_files, files_digest
+
+    files = directory_files(directory, frozenset({".safetensors", ".json"}), skip=frozenset({"quality.json"}))
+    return files_digest(files)[:16]
 
 
 def _first_line(err: BaseException) -> str:

@@ -51,3 +51,33 @@ def test_sampling_is_reproducible_per_seed(models: tuple[Any, Any]) -> None:
     first = [m.content for m in batched.batch(PROMPTS, seeds=[1, 2, 3])]
     assert first == [m.content for m in batched.batch(PROMPTS, seeds=[1, 2, 3])]
     assert first != [m.content for m in batched.batch(PROMPTS, seeds=[7, 8, 9])]
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16-autocast", "torch.bfloat16"), ("auto", "torch.float32")])
+def test_the_precision_sets_the_dtype_the_linears_generate_in(
+    tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast, precision: str, dtype: str
+) -> None:
+    chat = BatchedLocalChat(model=tiny_lm, tokenizer=tiny_tokenizer, model_id="tiny", max_new_tokens=2,
+                            precision=precision)
+    seen: set[str] = set()
+    handle = tiny_lm.model.layers[0].mlp.down_proj.register_forward_hook(lambda _m, _a, out: seen.add(str(out.dtype)))
+    try:
+        chat.batch(PROMPTS[:2])
+    finally:
+        handle.remove()
+    assert seen == {dtype}
+
+
+def test_from_loaded_generates_in_the_precision_the_model_was_loaded_for(
+    tiny_lm: LlamaForCausalLM, tiny_tokenizer: PreTrainedTokenizerFast
+) -> None:
+    import torch
+
+    from fac.tools.errors import ConfigError
+    from fac.tools.space.models import LoadedModel, Precision
+
+    fast = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", precision=Precision(torch.float32, torch.bfloat16))
+    assert BatchedLocalChat.from_loaded(fast).precision == "bf16-autocast"
+    assert BatchedLocalChat.from_loaded(LoadedModel(tiny_lm, tiny_tokenizer, "tiny")).precision == "auto"
+    with pytest.raises(ConfigError, match=r"precision 'int8' is not auto or bf16-autocast"):
+        BatchedLocalChat(model=tiny_lm, tokenizer=tiny_tokenizer, model_id="tiny", precision="int8").batch(PROMPTS[:1])

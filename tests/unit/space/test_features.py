@@ -141,3 +141,16 @@ def record(ids: list[int], values: list[float], truncated: bool = False) -> Samp
     return SampleScores(text=text, feature_ids=np.asarray(ids, dtype=np.int32),
                         scores=np.asarray(values, dtype=np.float32), span_starts=np.zeros(n, dtype=np.int32),
                         span_ends=np.arange(1, n + 1, dtype=np.int32) * 3, n_tokens=6, truncated=truncated)
+
+
+def test_results_held_on_the_device_across_batches_equal_per_batch_copies(tiny_space: FeatureSpace) -> None:
+    texts = ["the cat sat on the mat and the dog ran fast " * 3, "why is it bad", "red blue", "i love kind people"]
+    tight = replace(tiny_space, reader=replace(tiny_space.reader, token_budget=64), cache=None)
+    progress: list[int] = []
+    held = replace(tight, flush_bytes=1 << 40, cache=tiny_space.cache).score(texts, on_batch=progress.append)
+    assert len(list(tight.reader.batches(tight.tokenize(texts)))) > 1 and sum(progress) == len(texts)
+    assert tiny_space.cache is not None and tiny_space.cache.count(tiny_space.score_key) == len(texts)
+    for a, b in zip(held, tight.score(texts), strict=True):
+        np.testing.assert_array_equal(a.feature_ids, b.feature_ids)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.span_starts, b.span_starts)

@@ -54,7 +54,10 @@ def test_a_hub_id_offline_fails_fast_and_points_to_a_local_path(monkeypatch: pyt
     assert "fac-tests/no-such-model" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_dtype_auto_is_fp32_on_cpu_and_an_unknown_dtype_is_a_config_error() -> None:
+def test_dtype_auto_is_bf16_where_bf16_units_exist_and_an_unknown_dtype_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(models, "cpu_has_bf16_units", lambda: False)
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("auto", "cuda") == torch.bfloat16
     with pytest.raises(ConfigError, match=r"dtype 'fp8' is not one of auto, float32"):
@@ -81,3 +84,63 @@ def test_a_gguf_without_the_magic_bytes_is_refused_before_transformers_reads_it(
     (tmp_path / "m.gguf").write_bytes(b"GGML" + bytes(60))
     with pytest.raises(ConfigError, match=r"m\.gguf is not a GGUF file"):
         load_model(str(tmp_path / "m.gguf"), device="cpu")
+
+
+def test_concurrent_first_loads_of_a_gguf_keep_one_copy_and_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from conftest import make_lm, make_tokenizer
+
+    monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF stand-in")
+    both_dequantised = threading.Barrier(2)
+    real_model, real_tokenizer = models.AutoModelForCausalLM.from_pretrained, models.AutoTokenizer.from_pretrained
+
+    def fake_model(path: Path, **kwargs: object) -> object:
+        if "gguf_file" not in kwargs:
+            return real_model(path, **kwargs)
+        model = make_lm()
+        both_dequantised.wait(timeout=30)  # neither has published yet: the race the cache must survive
+        return model
+
+    def fake_tokenizer(path: Path, **kwargs: object) -> object:
+        return make_tokenizer() if "gguf_file" in kwargs else real_tokenizer(path, **kwargs)
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", fake_model)
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", fake_tokenizer)
+    loaded: list[object] = []
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            loaded.append(load_model(str(gguf), device="cpu", dtype="float32"))
+        except BaseException as err:  # reported by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    with caplog.at_level("WARNING"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and len(loaded) == 2
+    assert not [r for r in caplog.records if "could not keep" in r.getMessage()]
+    kept = list((tmp_path / "cache" / "models").iterdir())
+    assert len(kept) == 1 and (kept[0] / "config.json").is_file()  # one copy, no leftover temporary folders
+    again = load_model(str(gguf), device="cpu", dtype="float32")
+    assert isinstance(again, models.LoadedModel) and again.weights_id.startswith("sha256:")
+
+
+def test_threads_are_the_cores_the_load_leaves_free_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAC_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert models.pick_threads(cores=2, load=0.1) == 2
+    assert models.pick_threads(cores=2, load=5.0) == 1
+    assert models.pick_threads(cores=16, load=3.6) == 12
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert models.pick_threads(cores=2, load=5.0) == 3
+    monkeypatch.setenv("FAC_THREADS", "2")
+    assert models.pick_threads(cores=16, load=0.0) == 2

@@ -102,3 +102,12 @@ def test_cached_activations_reuse_the_tensor_of_the_same_inputs_only(
     torch.testing.assert_close(cached_activations(reader, "tiny", ["the cat", "dog ran"], tmp_path), first)
     with pytest.raises(AssertionError, match="model ran"):
         cached_activations(reader, "other-model", ["the cat", "dog ran"], tmp_path)
+
+
+def test_activations_of_another_precision_are_cached_apart(tiny_lm: Any, tiny_tokenizer: Any, tmp_path: Path) -> None:
+    from fac.tools.space.sae_training import activation_cache_path
+
+    exact = LayerReader(tiny_lm, tiny_tokenizer, 1, max_tokens=64, token_budget=256)
+    fast = LayerReader(tiny_lm, tiny_tokenizer, 1, max_tokens=64, token_budget=256, autocast=torch.bfloat16)
+    assert activation_cache_path(tmp_path, "tiny", exact, ["the cat"]) != activation_cache_path(
+        tmp_path, "tiny", fast, ["the cat"])

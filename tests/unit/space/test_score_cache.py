@@ -38,7 +38,7 @@ def test_a_cache_hit_returns_identical_scores_without_running_the_model(
     tiny_space: FeatureSpace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = tiny_space.score(TEXTS)
-    assert tiny_space.cache is not None and tiny_space.cache.count(tiny_space.key) == len(TEXTS)
+    assert tiny_space.cache is not None and tiny_space.cache.count(tiny_space.score_key) == len(TEXTS)
 
     def refuse(_samples: Any) -> Any:
         raise AssertionError("the model ran on a cached text")
@@ -71,13 +71,13 @@ def test_the_cache_outlives_its_connection(tiny_space: FeatureSpace, tmp_path: P
 
 
 @pytest.mark.parametrize("change", [{"mode": "paper"}, {"sae_id": "another-sae"}, {"model_id": "another-model"},
-                                    {"span_tokens": 2}])
+                                    {"span_tokens": 2}, {"weights_id": "sha256:another"}])
 def test_a_different_feature_space_misses_the_cache(
     tiny_space: FeatureSpace, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
 ) -> None:
     tiny_space.score(TEXTS)
     other = replace(tiny_space, **change)  # same cache file
-    assert other.key != tiny_space.key
+    assert other.score_key != tiny_space.score_key
     calls = count_forwards(other, monkeypatch)
     fresh = other.score(TEXTS)
     assert sum(calls) == len(TEXTS)
@@ -88,4 +88,47 @@ def test_a_different_feature_space_misses_the_cache(
 
 def test_naive_scoring_neither_reads_nor_writes_the_cache(tiny_space: FeatureSpace) -> None:
     tiny_space.score(TEXTS, naive=True)
-    assert tiny_space.cache is not None and tiny_space.cache.count(tiny_space.key) == 0
+    assert tiny_space.cache is not None and tiny_space.cache.count(tiny_space.score_key) == 0
+
+
+def test_two_precisions_do_not_share_cache_entries(tiny_space: FeatureSpace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    exact = tiny_space.score(TEXTS)
+    fast = replace(tiny_space, reader=replace(tiny_space.reader, autocast=torch.bfloat16))
+    calls = count_forwards(fast, monkeypatch)
+    fast.score(TEXTS)
+    assert sum(calls) == len(TEXTS)
+    assert fast.cache is not None and fast.cache.count(fast.score_key) == len(TEXTS)
+    again = replace(tiny_space, cache=fast.cache).score(TEXTS)  # fp32 still gets its own entries back
+    for a, b in zip(again, exact, strict=True):
+        assert_same(a, b)
+
+
+def test_same_named_model_folders_with_other_weights_get_their_own_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import make_lm, make_sae, make_tokenizer
+
+    from fac.tools.space.sae_training import save_sae
+
+    monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))
+    save_sae(make_sae(), tmp_path / "sae", fp16=False)
+    for seed, folder in ((0, "a"), (1, "b")):
+        make_lm(seed=seed).save_pretrained(tmp_path / folder / "ckpt")
+        make_tokenizer().save_pretrained(tmp_path / folder / "ckpt")
+
+    def load(folder: str, use_cache: bool = True) -> FeatureSpace:
+        return FeatureSpace.load(str(tmp_path / folder / "ckpt"), str(tmp_path / "sae"), device="cpu",
+                                 dtype="float32", max_tokens=64, token_budget=256, use_cache=use_cache)
+
+    first, second = load("a"), load("b")
+    assert first.model_id == second.model_id  # the same folder name ...
+    assert first.key != second.key  # ... but other weights
+    first.score(TEXTS)
+    cached = second.score(TEXTS)
+    uncached = load("b", use_cache=False).score(TEXTS)
+    for a, b in zip(cached, uncached, strict=True):
+        assert_same(a, b)
+    assert any(not np.array_equal(a.feature_ids, b.feature_ids) for a, b in zip(first.score(TEXTS), cached,
+                                                                                strict=True))
