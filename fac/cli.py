@@ -15,6 +15,7 @@ from fac.commands.features import features
 from fac.commands.report import report_command
 from fac.commands.run import EXIT_INTERRUPTED, run_command
 from fac.commands.sae import sae_app
+from fac.commands.select import select_command
 from fac.commands.status import status_command
 from fac.commands.trace import trace_command
 from fac.console import console
@@ -37,6 +38,7 @@ app.command("export")(export_command)
 app.command("trace")(trace_command)
 app.command("report")(report_command)
 app.command("status")(status_command)
+app.command("select")(select_command)
 
 
 def _version(value: bool) -> None:

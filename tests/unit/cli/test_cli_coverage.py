@@ -179,3 +179,28 @@ def test_fail_under_outside_0_1_is_refused_before_the_model_loads(setup: dict[st
     code, _, err = run_cli(["coverage", str(setup["seed"]), "--task", "toxicity", "--fail-under", "1.5"], capsys,
                            monkeypatch)
     assert code == 2 and "--fail-under" in err and "Traceback" not in err
+
+
+def test_select_picks_pool_rows_covering_what_the_seed_misses_and_reports_each_step(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = setup["tmp"] / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"text": t, "id": n}) + "\n" for n, t in enumerate([*SEED, *OTHER])))
+    out = setup["tmp"] / "chosen.jsonl"
+    code, stdout_text, err = run_cli(["select", str(pool), "--task", "toxicity", "--catalog", str(setup["catalog"]),
+                                      "--seed", str(setup["seed"]), "--goal-fac", "1.0", "--out", str(out)],
+                                     capsys, monkeypatch)
+    assert code == 0, err
+    chosen = [json.loads(line) for line in out.read_text().splitlines()]
+    assert chosen and all(row["text"] in OTHER for row in chosen)  # seed rows add nothing the seed lacks
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["fac_seed"] == pytest.approx(3 / 5) and report["fac_after"] == pytest.approx(1.0)
+    assert sorted(j for step in report["picks"] for j in step["added"]) == setup["miss"]
+    assert [step["fac"] for step in report["picks"]] == sorted(step["fac"] for step in report["picks"])
+    assert "FAC 0.600 -> 1.000" in stdout_text
+
+
+def test_select_needs_exactly_one_of_k_and_goal(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run_cli(["select", str(setup["seed"]), "--task", "toxicity", "--out", str(setup["tmp"] / "x.jsonl")],
+                           capsys, monkeypatch)
+    assert code == 2 and "exactly one of --k" in err and "Traceback" not in err
