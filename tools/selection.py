@@ -40,8 +40,11 @@ def _key(c: Candidate, uncovered: set[int], seen: set[int]) -> tuple[int, float,
 
 def select(candidates: Sequence[Candidate], task: set[int], covered: set[int], *, k: int | None = None,
            goal_covered: int | None = None) -> list[Pick]:
-    """Greedy picks until `k` rows are chosen or `goal_covered` task features are covered (seed included);
-    stops early when no candidate covers anything new."""
+    """Greedy picks until `k` rows are chosen or `goal_covered` task features are covered (seed included).
+
+    With `k`, once no candidate adds a task feature the remaining picks maximise the features no pick has
+    fired yet (diversity in the whole feature space), so k rows come back while the pool has new features;
+    with `goal_covered`, picking stops when nothing adds a task feature."""
     if (k is None) == (goal_covered is None):
         raise ConfigError("give exactly one of --k and --goal-fac")
     if k is not None and k < 1:
@@ -58,7 +61,7 @@ def select(candidates: Sequence[Candidate], task: set[int], covered: set[int], *
         if heap and (fresh, i) > heap[0]:  # stale: its gain shrank below the next bound; re-queue
             heapq.heappush(heap, (fresh, i))
             continue
-        if fresh[0] == 0:  # the best candidate adds no task feature: nothing left to gain
+        if fresh[0] == 0 and (k is None or fresh[2] == 0):  # nothing new to add, task-wise (or at all, with k)
             break
         added = tuple(sorted(j for j in candidates[i].task_scores if j in uncovered))
         uncovered -= set(added)

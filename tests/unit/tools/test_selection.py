@@ -17,9 +17,17 @@ def _c(scores: dict[int, float], extra: tuple[int, ...] = ()) -> Candidate:
 
 def test_greedy_takes_the_biggest_gain_first_and_skips_what_the_seed_covers() -> None:
     pool = [_c({1: 1.0}), _c({1: 1.0, 2: 1.0, 3: 1.0}), _c({3: 1.0, 4: 1.0})]
-    picks = select(pool, {1, 2, 3, 4}, covered={4}, k=3)
-    assert [p.index for p in picks] == [1]  # covers 1, 2, 3; nothing else adds a feature afterwards
+    picks = select(pool, {1, 2, 3, 4}, covered={4}, goal_covered=4)
+    assert [p.index for p in picks] == [1]  # covers 1, 2, 3: the goal is met
     assert picks[0].added == (1, 2, 3) and picks[0].covered_after == 4
+
+
+def test_with_k_the_picks_after_full_coverage_add_features_no_pick_fired_yet() -> None:
+    pool = [_c({1: 1.0}), _c({1: 1.0, 2: 1.0}), _c({1: 1.0}, extra=(7, 8)), _c({2: 1.0}, extra=(7, 9))]
+    picks = select(pool, {1, 2}, covered=set(), k=3)
+    assert [p.index for p in picks] == [1, 2, 3]  # then 2 (two new features), then 3; row 0 adds nothing
+    assert [p.added for p in picks] == [(1, 2), (), ()] and picks[-1].covered_after == 2
+    assert len(select(pool, {1, 2}, covered=set(), k=10)) == 3  # row 0 adds nothing at all: not picked
 
 
 def test_ties_go_to_score_mass_then_to_new_features_then_to_the_earlier_row() -> None:
