@@ -89,6 +89,7 @@ class CoverageReport:
     fac_activated: float = 0.0  # the default formula's FAC; equals `fac` unless strict
     rejected: list[int] = field(default_factory=list)  # strict: activated, but judged not relevant on seed spans
     n_active_features: int = 0  # |A_δ(D)| over all SAE features, relevant or not
+    text_sparsity: float = 0.0  # mean share of the SAE's latents one sample activates (issue 11 targets <= 5 %)
     n_truncated: int = 0
     baseline_texts: int = 0  # size of the uniform sample the text baselines were computed on
     embedding_texts: int = 0  # size of its sub-sample the embedding baseline was computed on
@@ -202,7 +203,7 @@ def measure_coverage(
     top = _TopSpans(spans_per_feature, space.d_sae)
     reservoir: Reservoir[str] = Reservoir(baseline_size, seed)
     length_all, length_task = LengthStats(), LengthStats()
-    n_samples = n_truncated = 0
+    n_samples = n_truncated = n_active_total = 0
     started = time.perf_counter()
     for chunk in chunked(samples, chunk_size):
         for scores in space.score(chunk, on_batch=on_batch):
@@ -212,6 +213,7 @@ def measure_coverage(
             counts += hits
             top.offer_all(scores, task[hits])
             length_all.add(scores.n_tokens, len(active))
+            n_active_total += len(active)
             length_task.add(scores.n_tokens, int(hits.sum()))
             reservoir.add(scores.text)
             n_samples += 1
@@ -264,6 +266,7 @@ def measure_coverage(
         fac_activated=fac_score(task.tolist(), activated),
         rejected=rejected,
         n_active_features=int(active_any.sum()),
+        text_sparsity=n_active_total / n_samples / space.d_sae,
         n_truncated=n_truncated,
         baseline_texts=len(reservoir.items) if baselines else 0,
         embedding_texts=len(embedding_texts),

@@ -194,7 +194,8 @@ def _print_report(report: CoverageReport, catalog: Catalog, reasons: dict[int, s
                      f"{len(report.rejected)} judged not relevant on the seed's spans "
                      f"(activation-only FAC {report.fac_activated:.3f})", highlight=False)
     stdout.print(f"covered {n_cov} · missing {len(report.missing)} · SAE features the seed activates: "
-                 f"{report.n_active_features} of {report.space.get('d_sae', '?')}", highlight=False)
+                 f"{report.n_active_features} of {report.space.get('d_sae', '?')} · one sample activates "
+                 f"{report.text_sparsity:.1%} of them on average", highlight=False)
 
     table = Table(title="task features: missing first, then the least covered", title_justify="left")
     for name, justify in (("feature", "right"), ("status", "left"), ("samples", "right"),

@@ -62,6 +62,8 @@ def test_json_report_has_fac_and_feature_lists(setup: dict[str, Any], capsys: py
     assert set(report["baselines"]) >= {"distinct_1", "distinct_2", "entropy_1", "embedding_cosine_distance"}
     assert report["length"]["mean_tokens"] == pytest.approx(np.mean([6, 4, 4]))
     assert report["n_samples"] == 3 and report["task"] == "toxicity" and report["strict"] is False
+    d_sae = setup["space"].d_sae
+    assert report["text_sparsity"] == pytest.approx(np.mean([len(s) for s in per_sample]) / d_sae)
 
 
 def test_rich_report_shows_the_formula_and_the_missing_features(setup: dict[str, Any],
