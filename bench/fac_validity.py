@@ -457,10 +457,11 @@ def format_tables(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
+    from fac.tools.cache_dir import default_cache_dir
     from fac.tools.catalog.build import load_catalog_file
     from fac.tools.catalog.tasks import get_task
     from fac.tools.coverage import measure_coverage
-    from fac.tools.space.features import FeatureSpace, default_cache_dir
+    from fac.tools.space.features import FeatureSpace
     from fac.tools.text.embeddings import default_embedder
 
     data = Path(args.data)

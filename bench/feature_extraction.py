@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_file import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "sae_corpus" / "corpus.jsonl.gz"
@@ -427,18 +428,6 @@ def variants(space: Any, fast: Any, texts: list[str], args: argparse.Namespace
              float(jaccards(results[name], results[base]).mean())) for name in spaces]
 
 
-def write_section(body: str) -> None:
-    """Replace (or add) this benchmark's section of bench/RESULTS.md; other sections stay as they are."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body.rstrip("\n") + "\n\n" + (text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sae", default="default", help="'default' (shipped), an SAE directory, or 'random'.")
@@ -465,7 +454,7 @@ def main() -> None:
     print()
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body, RESULTS)
         print(f"wrote the '{SECTION[3:]}' section of {RESULTS.relative_to(REPO)}")
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from results_file import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "toxicity" / "seed.jsonl"
 CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / "catalog.json"
@@ -112,18 +114,6 @@ prompts (three seeded examples from `examples/toxicity/seed.jsonl` each). CPU: {
 """
 
 
-def write_section(body: str) -> None:
-    """Replace (or add) this benchmark's section of bench/RESULTS.md; other sections stay as they are."""
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body.rstrip("\n") + "\n\n" + (text[end + 1 :] if end >= 0 else "")
-    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=48)
@@ -138,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     print(body)
     print("first replies:", json.dumps(result["example"], ensure_ascii=False))
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body, RESULTS)
 
 
 if __name__ == "__main__":

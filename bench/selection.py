@@ -40,11 +40,12 @@ def _validity() -> ModuleType:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
+    from fac.tools.cache_dir import default_cache_dir
     from fac.tools.catalog.build import load_catalog_file
     from fac.tools.catalog.tasks import get_task
     from fac.tools.coverage import activated_features
     from fac.tools.selection import Candidate, select
-    from fac.tools.space.features import FeatureSpace, default_cache_dir
+    from fac.tools.space.features import FeatureSpace
     from fac.tools.text.datasets import read_samples
     from fac.tools.text.embeddings import default_embedder
 
@@ -64,11 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     pool_scores = space.score([t.text for t in pool])
     covered = activated_features(space.score(seed), space.threshold) & task
-    candidates = []
-    for scores in pool_scores:
-        active = scores.active(space.threshold)
-        candidates.append(Candidate({int(j): scores.score_of(int(j)) for j in active if int(j) in task},
-                                    frozenset(int(j) for j in active)))
+    candidates = [Candidate.of(s, task, space.threshold) for s in pool_scores]
     t_score = time.perf_counter() - t0
     evals = {"in_domain": (embedder.embed([t.text for t in held_out]),
                            np.array([int(t.label != v.NEITHER) for t in held_out])),

@@ -188,6 +188,14 @@ def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatMo
     return local
 
 
+def load_space(cfg: RunConfig) -> FeatureSpace:
+    """The feature space the run's config names."""
+    from fac.tools.space.features import FeatureSpace
+
+    return FeatureSpace.load(cfg.model, cfg.sae, layer=cfg.layer, mode=cfg.mode, threshold=cfg.threshold,
+                             device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
+
+
 def load_catalog(cfg: RunConfig, space: FeatureSpace) -> Catalog:
     """--catalog FILE, else the task's catalog as `fac coverage` finds it (stored, shipped, or built now)."""
     from fac.tools.catalog.resolve import resolve_catalog
@@ -211,15 +219,13 @@ def make_deps(
     import torch
 
     from fac.tools.catalog.tasks import get_task
-    from fac.tools.space.features import FeatureSpace
     from fac.tools.text.datasets import read_samples
     from fac.tools.text.store import SampleStore, chroma_client
 
     seed = tuple(read_samples(cfg.seed, cfg.text_field))
     task = get_task(cfg.task)
     if space is None:
-        space = FeatureSpace.load(cfg.model, cfg.sae, layer=cfg.layer, mode=cfg.mode, threshold=cfg.threshold,
-                                  device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
+        space = load_space(cfg)
     if catalog is None:
         catalog = load_catalog(cfg, space)
     catalog.check_space(space.describe())
@@ -259,7 +265,7 @@ def run(deps: Deps, paths: RunDir, *, on_status: OnStatus | None = None,
     state = GenState()
     try:
         app = build_graph().compile(checkpointer=saver)
-        thread: Any = {"configurable": {"thread_id": deps.run_id}}
+        thread: RunnableConfig = {"configurable": {"thread_id": deps.run_id}}
         snapshot = app.get_state(thread)
         graph_input: Any = {}
         if snapshot.values:
@@ -272,7 +278,7 @@ def run(deps: Deps, paths: RunDir, *, on_status: OnStatus | None = None,
         interrupted, signalled, node = None, False, "start"
         try:
             with stop_on_signals():
-                streamed: RunnableConfig = {"configurable": {"thread_id": deps.run_id}, "callbacks": [recorder]}
+                streamed: RunnableConfig = {**thread, "callbacks": [recorder]}
                 for mode, chunk in app.stream(graph_input, streamed, context=deps,
                                               stream_mode=[*RUN_MODES], durability="sync"):
                     recorder.feed(mode, chunk)  # tasks, custom (verdicts), values

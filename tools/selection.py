@@ -10,10 +10,14 @@ fired yet (diversity in feature space), then to the earlier row. Related work: a
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fac.tools.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fac.tools.space.features import SampleScores
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,13 @@ class Candidate:
 
     task_scores: dict[int, float]  # task feature -> score, for the features above δ
     active: frozenset[int]  # every feature above δ
+
+    @classmethod
+    def of(cls, scores: SampleScores, task: Collection[int], threshold: float) -> Candidate:
+        """A scored sample as a candidate: its features above `threshold`, with the scores of the task ones."""
+        above = scores.scores > threshold
+        ids, values = scores.feature_ids[above].tolist(), scores.scores[above].tolist()
+        return cls({j: float(s) for j, s in zip(ids, values, strict=True) if j in task}, frozenset(ids))
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,10 @@ def _embedder(name: str) -> Embedder | None:
 def _judge_check(judge_model: str, judge_url: str | None, key_env: str, task: str, guideline: Path | None,
                  catalog: Catalog, reasons: dict[int, str], shared: Any = None) -> RelevanceCheck:
     """Strict mode's relevance check: the LLM judge (explain → verify → relevance) on the seed's own spans."""
+    from fac.tools.cache_dir import default_cache_dir
     from fac.tools.catalog.judge import FeatureCandidate, JudgeCache, judge_chat, judge_features
     from fac.tools.catalog.records import FeatureEvidence
     from fac.tools.catalog.tasks import get_task
-    from fac.tools.space.features import default_cache_dir
 
     spec = get_task(catalog.task if guideline is None else task, guideline)
     chat, cached_as = judge_chat(judge_model, judge_url, key_env, shared=shared)  # named as catalog build does

@@ -20,16 +20,14 @@ def dry_run_report(cfg: RunConfig, out: Path) -> None:
     generator tokens the goals need (at least: every draft kept; at most: every attempt spent, capped by
     the budget). Loads the feature space and the catalog and scores the seed (cached); writes nothing."""
     from fac.agents.planner import draft_cost
-    from fac.graph.runner import load_catalog
+    from fac.graph.runner import load_catalog, load_space
     from fac.graph.state import GenState
     from fac.tools.coverage import activated_features, fac_score
-    from fac.tools.space.features import FeatureSpace
     from fac.tools.text.datasets import read_samples
 
     seed = read_samples(cfg.seed, cfg.text_field)
     with console.status("loading the feature space and catalog, scoring the seed…"):
-        space = FeatureSpace.load(cfg.model, cfg.sae, layer=cfg.layer, mode=cfg.mode, threshold=cfg.threshold,
-                                  device=cfg.device, dtype=cfg.dtype, max_tokens=cfg.max_tokens)
+        space = load_space(cfg)
         catalog = load_catalog(cfg, space)
         catalog.check_space(space.describe())
         task = catalog.task_features()

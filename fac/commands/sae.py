@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -17,6 +16,7 @@ import typer
 
 from fac.commands import options as opt
 from fac.console import console, progress, setup_logging
+from fac.tools.cache_dir import default_cache_dir
 from fac.tools.errors import ConfigError, InputError
 from fac.tools.text.datasets import read_samples
 
@@ -33,10 +33,6 @@ SEED = typer.Option(0)
 # The shipped SAE was trained and refitted on fp32 activations: float32 keeps its recorded commands reproducing it.
 ACTIVATION_DTYPE = typer.Option("float32", "--dtype", help="Precision of the model while collecting activations: "
                                 "float32 (as the shipped SAE) or auto/bfloat16 (faster; see bench/RESULTS.md).")
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer:
                          f"batch (--batch-tokens {min_train_tokens}); use a larger corpus or a smaller batch")
     if truncated:
         console.print(f"[yellow]{truncated} texts exceed {max_tokens} tokens and were truncated[/yellow]")
-    cache_dir = _cache_root() / "activations"
+    cache_dir = default_cache_dir() / "activations"
     with progress() as bar:
         task = bar.add_task("activations (train)", total=len(train_texts))
         acts = cached_activations(reader, loaded.model_id, train_texts, cache_dir, lambda n: bar.advance(task, n))

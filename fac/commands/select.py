@@ -61,11 +61,7 @@ def select_command(
     found.check_space(space.describe())
     task_features = set(found.task_features())
     covered = activated_features(space.score(held), threshold) & task_features if held else set()
-    candidates = []
-    for scores in space.score([r.sample for r in records]):
-        active = scores.active(threshold)
-        task_scores = {int(j): float(scores.score_of(int(j))) for j in active if int(j) in task_features}
-        candidates.append(Candidate(task_scores, frozenset(int(j) for j in active)))
+    candidates = [Candidate.of(s, task_features, threshold) for s in space.score([r.sample for r in records])]
     goal = math.ceil(goal_fac * len(task_features) - 1e-9) if goal_fac is not None else None
     picks = select(candidates, task_features, covered, k=k, goal_covered=goal)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -138,8 +138,8 @@ def judge_records(
     "contrast" (the contrast test's relevant features first, by log-odds; needs `background`), so a
     capped judge budget goes to the most task-specific features. `stats` accumulates calls and tokens.
     """
+    from fac.tools.cache_dir import default_cache_dir
     from fac.tools.catalog.judge import FeatureCandidate, JudgeCache, judge_features
-    from fac.tools.space.features import default_cache_dir
 
     active = [j for j in pos.active_features(min_count) if pos.evidence(j)]
     if order == "contrast":

@@ -47,9 +47,9 @@ class StoredCatalog:
 
 def default_chroma_dir() -> Path:
     """$FAC_CACHE_DIR/chroma, else ~/.cache/fac/chroma."""
-    from fac.tools.space.features import default_cache_dir
+    from fac.tools.cache_dir import default_cache_dir
 
-    return Path(default_cache_dir()) / "chroma"
+    return default_cache_dir() / "chroma"
 
 
 def open_store(path: Path | None = None, host: str | None = None, port: int = 8000,

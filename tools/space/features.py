@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from fac.tools.cache_dir import default_cache_dir
 from fac.tools.errors import ConfigError, InputError
 from fac.tools.space.rendering import RenderMode, Sample
 from fac.tools.space.residual import LayerReader, TokenizedSample
@@ -98,10 +98,6 @@ class SampleScores:
             n_tokens=n_tokens,
             truncated=bool(truncated),
         )
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
 
 
 @dataclass(frozen=True)

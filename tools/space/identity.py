@@ -14,11 +14,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from fac.tools.cache_dir import default_cache_dir
+
 _CHUNK_BYTES = 1 << 20
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
 
 
 def _signature(files: Sequence[Path]) -> str:
@@ -43,7 +41,7 @@ def _hash_files(files: Sequence[Path], with_names: bool) -> str:
 
 def files_digest(files: Sequence[Path], *, with_names: bool = True, cache_dir: Path | None = None) -> str:
     """sha256 (hex) over the files in the given order (each file's name, then its bytes, when `with_names`)."""
-    record = (cache_dir or cache_root()) / "digests" / f"{_signature(files)}-{int(with_names)}"
+    record = (cache_dir or default_cache_dir()) / "digests" / f"{_signature(files)}-{int(with_names)}"
     try:
         known = record.read_text(encoding="ascii").strip()
         if len(known) == 64:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from fac.tools.cache_dir import default_cache_dir
 from fac.tools.errors import ConfigError
 from fac.tools.hub import hub_offline
 
@@ -137,8 +138,7 @@ def locate_default_gguf() -> Path:
 
 
 def _converted_dir(gguf: Path, digest: str) -> Path:
-    root = Path(os.environ.get("FAC_CACHE_DIR", Path.home() / ".cache" / "fac"))
-    return root / "models" / f"{gguf.stem}-{digest[:16]}"
+    return default_cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
 
 
 def publish_dir(tmp: Path, final: Path) -> bool:
