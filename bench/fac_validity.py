@@ -521,6 +521,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_detector = time.perf_counter() - t0
     embedder.save()
 
+    variants = [evaluate_variant(spec, space, sets, per_set, measure_coverage, load_catalog_file)
+                for spec in args.variant]
     table = correlation_table(per_set, (*METRICS, *DIAGNOSTICS))
     loo = leave_one_out(per_set, (*METRICS, *DIAGNOSTICS))
     per_seed_fac = {ev: [correlation([s["metrics"]["fac"] for s in per_set],
@@ -545,9 +547,57 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "leave_one_out": loo,
         "fac_spearman_per_seed": per_seed_fac,
         "targets_met": fac_targets(table),
+        "variants": variants,
         "seconds": {"load": round(t_load, 1), "fac_and_baselines": round(t_fac, 1), "detectors": round(t_detector, 1),
                     "total": round(time.perf_counter() - started, 1)},
     }
+
+
+def evaluate_variant(spec: str, space: Any, sets: Sequence[TweetSet], per_set: Sequence[dict[str, Any]],
+                     measure: Callable[..., Any], load_catalog: Callable[[Path], Any]) -> dict[str, Any]:
+    """FAC of every set under another catalog and/or floor ρ (`NAME=CATALOG[@RHO|@raw]`), against the same
+    detectors: the sets' AUPRCs do not depend on the feature space, so a lever costs only cached scoring."""
+    import dataclasses
+
+    name, _, rest = spec.partition("=")
+    path_text, _, rho = rest.partition("@")
+    if not name or not path_text:
+        raise SystemExit(f"--variant {spec!r}: expected NAME=CATALOG[@RHO|@raw]")
+    variant_space = space
+    if rho == "raw":
+        variant_space = dataclasses.replace(space, floors=None)
+    elif rho:
+        if space.floors is None:
+            raise SystemExit(f"--variant {spec!r}: the SAE has no feature floors to scale (fac sae calibrate)")
+        variant_space = dataclasses.replace(space, floors=space.floors.with_relative(float(rho)))
+    catalog = load_catalog(Path(path_text))
+    facs, sparsity = [], []
+    for tweet_set in sets:
+        report = measure(variant_space, tweet_set.texts, catalog, baselines=False)
+        facs.append(report.fac)
+        sparsity.append(report.text_sparsity)
+    rows = [{**s, "metrics": {**s["metrics"], "fac": f}} for s, f in zip(per_set, facs, strict=True)]
+    table = correlation_table(rows, ("fac", *(m for m in METRICS if m != "fac")))
+    print(f"variant {name}: FAC {min(facs):.3f}-{max(facs):.3f}, Spearman in-domain "
+          f"{_fmt(table['fac']['in_domain']['spearman'])}, ToxiGen {_fmt(table['fac']['out_of_domain']['spearman'])}",
+          file=sys.stderr, flush=True)
+    return {"name": name, "catalog": _display(Path(path_text)), "floors": variant_space.describe().get("floors"),
+            "n_task_features": len(catalog.task_features()), "fac": facs, "fac_range": [min(facs), max(facs)],
+            "text_sparsity_mean": float(np.mean(sparsity)), "text_sparsity_median": float(np.median(sparsity)),
+            "correlation": table["fac"], "targets_met": fac_targets(table)}
+
+
+def format_variants(result: dict[str, Any]) -> str:
+    """One row per lever: its FAC range, sparsity and FAC's correlations with the detectors' AUPRC."""
+    lines = ["| variant | floors | task features | FAC range | latents/text | Spearman in-domain | Pearson in-domain "
+             "| Spearman ToxiGen | Pearson ToxiGen |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for v in result.get("variants", []):
+        c = v["correlation"]
+        lines.append(f"| {v['name']} | {v['floors'] or 'none'} | {v['n_task_features']} | {v['fac_range'][0]:.3f}-"
+                     f"{v['fac_range'][1]:.3f} | {v['text_sparsity_mean']:.1%} | {_fmt(c['in_domain']['spearman'])} | "
+                     f"{_fmt(c['in_domain']['pearson'])} | {_fmt(c['out_of_domain']['spearman'])} | "
+                     f"{_fmt(c['out_of_domain']['pearson'])} |")
+    return "\n".join(lines)
 
 
 def _display(path: Path) -> str:
@@ -573,6 +623,8 @@ def main() -> None:
     parser.add_argument("--mode", default="sae", choices=("sae", "paper"))
     parser.add_argument("--threshold", type=float, default=0.0)
     parser.add_argument("--device", default=None)
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=CATALOG[@RHO|@raw]",
+                        help="also measure FAC with this catalog (and floor ρ, or raw TopK) against the same detectors")
     parser.add_argument("--no-embedding-cache", action="store_true",
                         help="do not keep MiniLM embeddings in $FAC_CACHE_DIR/bench/validity_minilm.npz")
     args = parser.parse_args()
@@ -582,6 +634,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(format_tables(result))
+    if result["variants"]:
+        print("\n" + format_variants(result))
     seeds = "; ".join(f"{ev} {min(v):+.2f} to {max(v):+.2f}" for ev, v in result["fac_spearman_per_seed"].items()
                       if None not in v)
     print(f"\nFAC's Spearman per detector seed: {seeds or 'undefined'}")

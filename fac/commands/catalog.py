@@ -87,6 +87,8 @@ def build(
     all_evidence: bool = typer.Option(False, "--all-evidence", help="Contrast: keep evidence of non-relevant "
                                       "features too (larger catalog)."),
     top_k: int = typer.Option(10, "--top-k", help="Evidence items (distinct spans) kept per feature."),
+    match_length: bool = typer.Option(False, "--match-length", help="Contrast: test on task-positive and background "
+                                      "samples matched by token length (a feature gains nothing from longer texts)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Also write the catalog as JSON here."),
     parquet: Path | None = typer.Option(None, "--parquet", help="Also write the catalog as parquet here."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not store the catalog in chroma."),
@@ -147,7 +149,8 @@ def build(
                                 judge_model_name=judge_name, judge_workers=judge_workers, judge_stats=judge_stats,
                                 judge_order="contrast" if judge_order == "contrast" else "frequency",
                                 contrast_config=contrast_config, top_k=top_k, min_count=min_count,
-                                max_features=max_features, all_evidence=all_evidence, progress=stage)
+                                max_features=max_features, all_evidence=all_evidence, match_length=match_length,
+                                progress=stage)
     where = []
     if store is not None:
         where.append(f"chroma collection {store.save(catalog, space.key)}")
@@ -372,4 +375,28 @@ def import_tsv(
             where.append(str(path))
     console.print(f"catalog of {imported.task}: {len(imported.task_features())} task-relevant features of "
                   f"{len(imported.records)} imported from {tsv.name} (judge); saved to {', '.join(where) or 'nowhere'}",
+                  highlight=False)
+
+
+@catalog_app.command("merge")
+def merge(
+    catalogs: list[Path] = typer.Argument(..., help="Two or more catalog files (JSON or parquet) of one space."),
+    out: Path = typer.Option(..., "--out", "-o", help="Write the merged catalog as JSON here."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="Also write it as parquet here."),
+    task: str | None = typer.Option(None, "--task", "-t", help="Task name of the result (default: the first's)."),
+    verbose: int = opt.VERBOSE,
+) -> None:
+    """Union of catalogs built on different anchors or contrasts: relevant iff some input says so."""
+    from fac.tools.catalog.build import load_catalog_file
+    from fac.tools.catalog.merge import merge_catalogs
+
+    setup_logging(verbose)
+    for path in catalogs:
+        _need_file(path, "CATALOGS")
+    merged = merge_catalogs([load_catalog_file(p) for p in catalogs], task=task)
+    merged.save_json(out)
+    if parquet is not None:
+        merged.save_parquet(parquet)
+    console.print(f"merged {len(catalogs)} catalogs of {merged.task}: {len(merged.task_features())} task-relevant "
+                  f"features of {len(merged.records)}; written to {', '.join(str(p) for p in (out, parquet) if p)}",
                   highlight=False)

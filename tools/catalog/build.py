@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fac.tools.catalog.contrast import ContrastConfig, contrast
-from fac.tools.catalog.evidence import CorpusStats, collect_split_stats, collect_stats
+from fac.tools.catalog.evidence import CorpusStats, collect_matched_stats, collect_split_stats, collect_stats
 from fac.tools.catalog.records import Catalog, FeatureRecord
 from fac.tools.catalog.tasks import TaskSpec
 from fac.tools.errors import ConfigError, InputError
@@ -79,11 +79,23 @@ def anchor_stats(
     need_background: bool,
     top_k: int = 10,
     chunk_size: int = 256,
+    match_length: bool = False,
     progress: Progress | None = None,
 ) -> tuple[CorpusStats, CorpusStats | None]:
-    """Counts and evidence over the task-positive text, and counts over the background when there is one."""
+    """Counts and evidence over the task-positive text, and counts over the background when there is one;
+    `match_length`: both on length-matched subsets (evidence from the kept task-positive samples)."""
     if task.anchor is None:
         raise ConfigError(f"task {task.name!r} ships no anchor corpus; pass one with --anchor FILE")
+    if match_length:
+        if not need_background:
+            raise ConfigError("--match-length matches task-positive and background samples: it needs the contrast")
+        if task.label_field is None and task.background is None:
+            raise ConfigError(f"--match-length needs background text for task {task.name!r}: pass --background FILE")
+        both = _labelled(task) if task.label_field is not None else (
+            [(s, True) for s in _samples(task.anchor, task.text_field)]
+            + [(s, False) for s in _samples(task.background, task.text_field)])  # type: ignore[arg-type]
+        advance = _stage(progress, "scoring anchor and background", len(both))
+        return collect_matched_stats(space, both, top_k=top_k, chunk_size=chunk_size, on_batch=advance)
     if task.label_field is not None:
         pairs = _labelled(task)
         advance = _stage(progress, f"scoring {task.anchor.name}", len(pairs))
@@ -183,6 +195,7 @@ def build_catalog(
     max_features: int | None = None,
     all_evidence: bool = False,
     chunk_size: int = 256,
+    match_length: bool = False,
     progress: Progress | None = None,
 ) -> Catalog:
     """The catalog of `task` in `space`, by LLM-free contrast (default) or by the LLM judge."""
@@ -192,7 +205,7 @@ def build_catalog(
         raise ConfigError("the judge method needs a chat model: --judge-model/--base-url or --judge-local")
     need_background = method == "contrast" or judge_order == "contrast"
     pos, bg = anchor_stats(space, task, need_background=need_background, top_k=top_k, chunk_size=chunk_size,
-                           progress=progress)
+                           match_length=match_length, progress=progress)
     if method == "contrast":
         assert bg is not None
         records = contrast_records(pos, bg, contrast_config, all_evidence=all_evidence)
@@ -202,7 +215,8 @@ def build_catalog(
                                 max_features=max_features, order=judge_order, background=bg,
                                 contrast_config=contrast_config, workers=judge_workers, stats=judge_stats,
                                 progress=progress)
-    catalog = Catalog(task=task.name, method=method, space=space.describe(), anchor=task.describe_corpora(),
+    anchor = task.describe_corpora() + (" (length-matched)" if match_length else "")
+    catalog = Catalog(task=task.name, method=method, space=space.describe(), anchor=anchor,
                       records=tuple(sorted(records, key=lambda r: r.feature)))
     logger.info("catalog %s (%s): %d features, %d task-relevant", task.name, method, len(catalog.records),
                 len(catalog.task_features()))

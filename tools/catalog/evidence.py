@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -161,4 +161,50 @@ def collect_split_stats(
         for scores, (_, is_positive) in zip(scored, chunk, strict=True):
             (positive if is_positive else background).add([scores])
     logger.info("scored %d task-positive and %d background samples", positive.n_samples, background.n_samples)
+    return positive, background
+
+
+def length_matched(pos: Sequence[SampleScores], bg: Sequence[SampleScores], *, bins: int = 10,
+                   seed: int = 0) -> tuple[list[SampleScores], list[SampleScores]]:
+    """Subsets of task-positive and background samples with equal counts in every token-length bin (bins:
+    quantiles of both sides' lengths), drawn with `seed`; order kept. A contrast on them cannot credit a
+    feature for firing on longer texts."""
+    lengths = np.array([s.n_tokens for s in (*pos, *bg)], dtype=np.float64)
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, bins + 1)[1:-1])) if len(lengths) else np.zeros(0)
+    pos_bin = np.searchsorted(edges, [s.n_tokens for s in pos], side="right")
+    bg_bin = np.searchsorted(edges, [s.n_tokens for s in bg], side="right")
+    rng = np.random.default_rng(seed)
+    keep_pos: list[int] = []
+    keep_bg: list[int] = []
+    for b in range(len(edges) + 1):
+        p, g = np.flatnonzero(pos_bin == b), np.flatnonzero(bg_bin == b)
+        n = min(len(p), len(g))
+        keep_pos += rng.choice(p, n, replace=False).tolist()
+        keep_bg += rng.choice(g, n, replace=False).tolist()
+    return [pos[i] for i in sorted(keep_pos)], [bg[i] for i in sorted(keep_bg)]
+
+
+def collect_matched_stats(
+    space: FeatureSpace,
+    samples: Iterable[tuple[Sample, bool]],
+    *,
+    top_k: int = 10,
+    chunk_size: int = 256,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[CorpusStats, CorpusStats]:
+    """As collect_split_stats, on length-matched subsets (`length_matched`); holds the scores in memory."""
+    pos_scores: list[SampleScores] = []
+    bg_scores: list[SampleScores] = []
+    for chunk in chunked(samples, chunk_size):
+        scored = space.score([sample for sample, _ in chunk], on_batch=on_batch)
+        for scores, (_, is_positive) in zip(scored, chunk, strict=True):
+            (pos_scores if is_positive else bg_scores).append(scores)
+    kept_pos, kept_bg = length_matched(pos_scores, bg_scores, seed=seed)
+    positive = CorpusStats(space.d_sae, space.threshold, top_k)
+    background = CorpusStats(space.d_sae, space.threshold, 0)
+    positive.add(kept_pos)
+    background.add(kept_bg)
+    logger.info("length-matched contrast: %d of %d task-positive and %d of %d background samples kept",
+                len(kept_pos), len(pos_scores), len(kept_bg), len(bg_scores))
     return positive, background

@@ -88,7 +88,7 @@ class Catalog(BaseModel):
         raise KeyError(feature)
 
     def check_space(self, described: dict[str, Any]) -> None:
-        """Refuse a catalog built in another feature space, naming what differs; warn if only δ differs.
+        """Refuse a catalog built in another feature space, naming what differs; warn if only δ or floors differ.
 
         δ does not change the features, only which count as active, so another δ is allowed (sweeping δ
         is normal) but said: the catalog's relevance decisions were made at its own δ.
@@ -102,6 +102,11 @@ class Catalog(BaseModel):
         if built_at is not None and now is not None and float(built_at) != float(now):
             logger.warning("catalog for task %r was built at threshold δ=%g, measuring at δ=%g: its relevance "
                            "decisions used δ=%g (rebuild it at this δ to match)", self.task, built_at, now, built_at)
+        floors_then, floors_now = self.space.get("floors"), described.get("floors")
+        if floors_then != floors_now:
+            logger.warning("catalog for task %r was built with feature floors %s, measuring with %s: its relevance "
+                           "decisions used its own floors (rebuild it to match)", self.task, floors_then or "none",
+                           floors_now or "none")
 
     def save_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

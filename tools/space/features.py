@@ -21,6 +21,7 @@ import torch
 
 from fac.tools.cache_dir import default_cache_dir
 from fac.tools.errors import ConfigError, InputError
+from fac.tools.space.floors import FeatureFloors
 from fac.tools.space.rendering import RenderMode, Sample
 from fac.tools.space.residual import LayerReader, TokenizedSample
 from fac.tools.space.score_cache import ScoreCache
@@ -75,6 +76,14 @@ class SampleScores:
             return self._hit(at)
         return None
 
+    def above(self, floors: np.ndarray) -> SampleScores:
+        """The same record without the features scoring at or below their floor (floors: (d_sae,))."""
+        keep = self.scores > floors[self.feature_ids]
+        if keep.all():
+            return self
+        return SampleScores(self.text, self.feature_ids[keep], self.scores[keep], self.span_starts[keep],
+                            self.span_ends[keep], self.n_tokens, self.truncated)
+
     def top(self, n: int) -> list[FeatureHit]:
         order = np.argsort(-self.scores, kind="stable")[:n]
         return [self._hit(int(at)) for at in order]
@@ -115,6 +124,7 @@ class FeatureSpace:
     weights_id: str = ""  # the model's content identity (LoadedModel.weights_id); "" = model_id alone
     flush_bytes: int | None = None  # results held on the device before one copy to the host; None: 0 on a
     # CPU (records and cache rows per batch), 256 MiB on a GPU (no host round trip per batch)
+    floors: FeatureFloors | None = None  # per-latent activation floors (tools/space/floors.py); None: δ only
 
     def __post_init__(self) -> None:
         from fac.tools.space.saes import sae_hook_layer
@@ -139,6 +149,9 @@ class FeatureSpace:
             raise ConfigError(f"threshold δ={self.threshold} must be >= 0")
         if self.span_tokens < 1:
             raise ConfigError(f"span_tokens={self.span_tokens} must be >= 1")
+        if self.floors is not None and self.floors.d_sae != self.d_sae:
+            raise ConfigError(f"SAE {self.sae_id} has {self.d_sae} latents but its feature floors name "
+                              f"{self.floors.d_sae}; recalibrate them with `fac sae calibrate`")
 
     @property
     def layer(self) -> int:
@@ -166,8 +179,11 @@ class FeatureSpace:
         return f"{self.key}/{self.precision}"
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "layer": self.layer, "sae": self.sae_id, "mode": self.mode,
-                "threshold": self.threshold, "d_sae": self.d_sae, "precision": self.precision}
+        described = {"model": self.model_id, "layer": self.layer, "sae": self.sae_id, "mode": self.mode,
+                     "threshold": self.threshold, "d_sae": self.d_sae, "precision": self.precision}
+        if self.floors is not None:
+            described["floors"] = self.floors.identity
+        return described
 
     @classmethod
     def load(
@@ -185,12 +201,17 @@ class FeatureSpace:
         dtype: str = "auto",
         cache_dir: Path | None = None,
         use_cache: bool = True,
+        use_floors: bool = True,
     ) -> FeatureSpace:
-        """Load model + SAE; the layer defaults to the SAE's own hook layer."""
+        """Load model + SAE; the layer defaults to the SAE's own hook layer. The SAE directory's feature
+        floors apply when it has them (`use_floors=False`: δ alone, the raw TopK activations)."""
+        from fac.tools.space.floors import load_floors
         from fac.tools.space.models import load_model
-        from fac.tools.space.saes import load_sae, sae_hook_layer
+        from fac.tools.space.saes import load_sae, sae_directory, sae_hook_layer
 
         loaded_sae, sae_id = load_sae(sae)
+        directory = sae_directory(sae)
+        floors = load_floors(directory) if use_floors and directory is not None else None
         hooked = sae_hook_layer(loaded_sae)
         if layer is None and hooked is None:
             raise ConfigError(f"SAE {sae_id} does not say which layer it reads; pass --layer")
@@ -200,7 +221,7 @@ class FeatureSpace:
                              autocast=loaded.precision.autocast)
         cache = ScoreCache((cache_dir or default_cache_dir()) / "scores.sqlite") if use_cache else None
         return cls(reader, loaded_sae, loaded.model_id, sae_id, mode, threshold, cache=cache,
-                   weights_id=loaded.weights_id)
+                   weights_id=loaded.weights_id, floors=floors)
 
     @torch.no_grad()
     def _encode(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_sae)
@@ -299,7 +320,11 @@ class FeatureSpace:
         if truncated:
             logger.warning("%d of %d samples exceed %d tokens and were truncated", truncated, len(samples),
                            self.reader.max_tokens)
-        return [r for r in results if r is not None]
+        scored = [r for r in results if r is not None]
+        if self.floors is None:
+            return scored
+        floors = self.floors.values  # the cache keeps raw scores, so another ρ needs no new forward pass
+        return [r.above(floors) for r in scored]
 
     def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, each feature's max over its scored tokens and that token's index among them, computed

@@ -50,6 +50,7 @@ class SAETrainingConfig:
     aux_loss_coefficient: float = 1.0 / 32
     norm_estimate_batches: int = 25
     seed: int = 0
+    autocast: bool = False  # bf16 autocast in the training step (about 2x on CPUs with bf16 matmul units)
 
     def __post_init__(self) -> None:
         """Named as `fac sae train`'s flags, which mirror these fields."""
@@ -141,6 +142,7 @@ def train_sae(
         dead_feature_window=cfg.dead_feature_window,
         feature_sampling_window=max(cfg.dead_feature_window, 2),
         n_batches_for_norm_estimate=cfg.norm_estimate_batches,
+        autocast=cfg.autocast,
     )
     provider = _epochs(acts, cfg.batch_tokens, cfg.seed)
     trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)

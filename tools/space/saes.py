@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fac.tools.errors import ConfigError
 from fac.tools.hub import hub_offline
+from fac.tools.space.floors import FLOORS_FILE
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -42,7 +43,8 @@ def _weights_digest(directory: Path) -> str:
     """Content hash of the weights and config (not quality.json), recorded once per file version."""
     from fac.tools.space.identity import directory_files, files_digest
 
-    files = directory_files(directory, frozenset({".safetensors", ".json"}), skip=frozenset({"quality.json"}))
+    files = directory_files(directory, frozenset({".safetensors", ".json"}),
+                            skip=frozenset({"quality.json", FLOORS_FILE}))  # floors never change a raw score
     return files_digest(files)[:16]
 
 
@@ -146,6 +148,12 @@ def _load_paper_sae(path: Path, device: str, dtype: str) -> tuple[SAE[Any], str]
         raise ConfigError(f"{path}: sae-lens cannot load it ({_first_line(err)})") from None
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return sae, f"{path.stem}@{digest}"
+
+
+def sae_directory(spec: str) -> Path | None:
+    """The directory an SAE spec loads from ("default", a directory), or None (a file, a registry id)."""
+    directory = shipped_sae_dir() if spec == DEFAULT_SAE else Path(spec)
+    return directory if directory.is_dir() else None
 
 
 def load_sae(spec: str = DEFAULT_SAE, *, device: str = "cpu", dtype: str = "float32") -> tuple[SAE[Any], str]:

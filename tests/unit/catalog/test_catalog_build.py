@@ -229,3 +229,36 @@ def test_a_catalog_built_at_another_threshold_is_used_with_a_warning(tiny_space:
 def test_an_unknown_task_lists_the_known_ones(tiny_space: Any) -> None:
     with pytest.raises(InputError, match="known tasks: helpfulness, instruction_following"):
         resolve_catalog(tiny_space, "toxic-ish")
+
+
+def test_length_matched_subsets_have_equal_counts_per_length_bin() -> None:
+    from fac.tools.catalog.evidence import length_matched
+    from fac.tools.space.features import SampleScores
+
+    def sample(n_tokens: int) -> SampleScores:
+        empty = np.zeros(0, dtype=np.int32)
+        return SampleScores("t", empty, np.zeros(0, dtype=np.float32), empty, empty, n_tokens, False)
+
+    pos = [sample(n) for n in [30] * 40 + [5] * 10]  # task text: mostly long
+    bg = [sample(n) for n in [5] * 40 + [30] * 10]  # background: mostly short
+    kept_pos, kept_bg = length_matched(pos, bg, bins=4)
+    assert sorted(s.n_tokens for s in kept_pos) == sorted(s.n_tokens for s in kept_bg) == [5] * 10 + [30] * 10
+    assert all(any(k is p for p in pos) for k in kept_pos)  # drawn from the inputs, in their order
+    assert [pos.index(k) for k in kept_pos] == sorted(pos.index(k) for k in kept_pos)
+
+
+def test_a_length_matched_contrast_counts_only_the_matched_samples(tiny_space: Any, task: TaskSpec,
+                                                                   tmp_path: Path) -> None:
+    assert task.anchor is not None
+    long_calm = [" ".join(["the", "cat", "sat", "on", "the", "mat"] * 3) for _ in range(12)]
+    longer = replace(task, background=write_jsonl(tmp_path / "bg.jsonl", [{"text": t} for t in
+                                                                          texts(CALM, 24, 2) + long_calm]))
+    plain = build_catalog(tiny_space, longer, contrast_config=ContrastConfig(min_positive=3))
+    matched = build_catalog(tiny_space, longer, contrast_config=ContrastConfig(min_positive=3), match_length=True)
+    assert matched.anchor.endswith("(length-matched)")
+    n_pos = {r.stats["pos_n"] for r in matched.records}
+    n_bg = {r.stats["bg_n"] for r in matched.records}
+    assert n_pos == n_bg == {24.0}  # the 12 long background texts have no task text of their length to match
+    assert {r.stats["bg_n"] for r in plain.records} == {36.0}
+    with pytest.raises(ConfigError, match="needs background"):
+        build_catalog(tiny_space, replace(task, background=None), match_length=True)
