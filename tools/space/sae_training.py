@@ -297,8 +297,14 @@ def refit_decoder(sae: SAE[Any], acts: torch.Tensor, *, ridge: float = 1e-3, chu
     gram_m = gram.view(d_sae + 1, d_sae + 1)
     scale = float(gram_m.diagonal()[:d_sae].mean()) * ridge
     current = torch.cat([sae.W_dec.double(), sae.b_dec.double().unsqueeze(0)])  # (d_sae + 1, d_in)
-    solution = torch.linalg.solve(gram_m + scale * torch.eye(d_sae + 1, dtype=torch.float64),
-                                  cross + scale * current)
+    gram_m.diagonal().add_(scale)  # in place: at 16k latents one (d_sae + 1)^2 float64 matrix is 2 GB
+    del gram
+    factor, info = torch.linalg.cholesky_ex(gram_m)  # symmetric positive definite thanks to the ridge
+    if int(info) != 0:
+        raise ConfigError(f"decoder refit: the ridge-regularised Gram matrix is not positive definite (minor "
+                          f"{int(info)}); raise the ridge")
+    del gram_m
+    solution = torch.cholesky_solve(cross + scale * current, factor)
     new_b_dec = solution[d_sae].to(sae.dtype)
     sae.b_enc.add_((new_b_dec - sae.b_dec) @ sae.W_enc)
     sae.W_dec.copy_(solution[:d_sae].to(sae.dtype))
