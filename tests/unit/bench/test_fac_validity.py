@@ -176,3 +176,38 @@ def test_cached_embedder_embeds_each_text_once_and_reloads_its_rows_from_disk(tm
     again = v.CachedEmbedder(CountingEmbedder(), path)
     np.testing.assert_array_equal(again.embed(["a dog", "a cat"]), rows[[1, 0]])
     assert again.inner.calls == 0 and again.embed([]).shape == (0, 16)
+
+
+def test_a_variant_rescores_fac_under_its_floors_and_catalog_against_the_same_detectors(tmp_path: Path) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    from fac.tools.space.floors import FeatureFloors
+
+    @dataclasses.dataclass(frozen=True)
+    class Space:
+        floors: FeatureFloors | None
+
+        def describe(self) -> dict[str, object]:
+            return {"floors": self.floors.identity} if self.floors else {}
+
+    seen: list[object] = []
+
+    def measure(space: Space, texts: list[str], catalog: object, baselines: bool) -> object:
+        seen.append((space.floors.relative if space.floors else None, baselines))
+        return SimpleNamespace(fac=len(texts[0]) / 10, text_sparsity=0.01)
+
+    sets = [SimpleNamespace(texts=["x" * n]) for n in (1, 2, 3, 4)]
+    per_set = [{"metrics": {m: float(i) for m in v.METRICS}, "auprc": {ev: {"mean": 0.5 + i / 10} for ev in v.EVALS}}
+               for i in range(4)]
+    space = Space(FeatureFloors(np.ones(3, dtype=np.float32), 0.5))
+    catalog = SimpleNamespace(task_features=lambda: [1, 2])
+    result = v.evaluate_variant("hate=cat.json@0.25", space, sets, per_set, measure, lambda _p: catalog)
+    assert seen == [(0.25, False)] * 4  # the lever's ρ, no baselines recomputed
+    assert result["fac"] == [0.1, 0.2, 0.3, 0.4] and result["correlation"]["in_domain"]["spearman"] == pytest.approx(1)
+    assert result["floors"].startswith("rho=0.25@") and result["n_task_features"] == 2
+    raw = v.evaluate_variant("raw=cat.json@raw", space, sets, per_set, measure, lambda _p: catalog)
+    assert raw["floors"] is None and seen[-1] == (None, False)
+    assert "| hate | rho=0.25@" in v.format_variants({"variants": [result]})
+    with pytest.raises(SystemExit, match="NAME=CATALOG"):
+        v.evaluate_variant("nameonly", space, sets, per_set, measure, lambda _p: catalog)
