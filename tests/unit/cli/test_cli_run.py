@@ -24,6 +24,7 @@ from fac.tools.space.features import FeatureSpace
 REAL_MAKE_WRITER = runner.make_writer  # before any fixture replaces it
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"
+ANCHOR = "we hate them all"  # the evidence a prompt shows: a draft copying it is regurgitation
 
 
 class Replies(BaseChatModel):
@@ -49,7 +50,7 @@ def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     seen = {int(j) for s in tiny_space.score(SEED) for j in s.active(0.0)}
     target = next(int(j) for j in tiny_space.score([HIT])[0].active(0.0) if int(j) not in seen)
     records = tuple(FeatureRecord(feature=j, relevant=True, activation_rate=0.1, method="contrast",
-                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=HIT),))
+                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=ANCHOR),))
                     for j in [*sorted(seen)[:3], target])
     catalog = tmp_path / "catalog.json"
     Catalog(task="toxicity", method="contrast", space=tiny_space.describe(), records=records).save_json(catalog)
@@ -58,6 +59,7 @@ def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     chat = Replies(reply=HIT)
     monkeypatch.setattr(FeatureSpace, "load", classmethod(lambda cls, *a, **k: tiny_space))
     monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: chat)
+    monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))  # the membership model fitted for the tiny space
     return {"seed": seed, "catalog": catalog, "chat": chat, "target": target, "out": tmp_path / "runs" / "demo"}
 
 
