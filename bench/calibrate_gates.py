@@ -54,7 +54,7 @@ def meta_text(real: dict[str, list[str]], cases: list[dict[str, str]]) -> dict[s
     return out
 
 
-def regurgitation(anchor: list[str], seed: int = 0) -> dict[str, Any]:
+def regurgitation(anchor: list[str], cases: list[dict[str, str]], seed: int = 0) -> dict[str, Any]:
     from fac.tools.quality.regurgitation import MAX_COPIED_SHARE, NGRAM, CopyIndex, words
 
     rng = random.Random(seed)
@@ -80,7 +80,8 @@ def regurgitation(anchor: list[str], seed: int = 0) -> dict[str, Any]:
         caught += index.copy(" ".join(tokens[start : start + k])).share >= MAX_COPIED_SHARE
         probes += 1
     return {"false_reject": table, "ngram": NGRAM, "max_copied_share": MAX_COPIED_SHARE,
-            "substring_probes": probes, "substring_caught": caught / probes}
+            "substring_probes": probes, "substring_caught": caught / probes,
+            "cases": [index.copy(c["text"]).share for c in cases]}
 
 
 def novelty(anchor: list[str], background: list[str], seed_texts: list[str]) -> dict[str, Any]:
@@ -181,15 +182,17 @@ def section(result: dict[str, Any], args: argparse.Namespace) -> str:
               "| ---: |" + " ---: |" * len(SHARES)]
     for order, row in r["false_reject"].items():
         lines.append(f"| {order} | " + " | ".join(_pct(row[f'{t:.1f}']) for t in SHARES) + " |")
-    lines += ["", f"Novelty: nearest-neighbour distance percentiles {json.dumps(n['percentiles'])}; real background "
+    pcts = ", ".join(f"{k} %: {v:.3f}" for k, v in n["percentiles"].items())
+    lines += ["", f"Novelty: nearest-neighbour distance percentiles {pcts}; real background "
               f"tweets against the demo seed pass {_pct(n['background_vs_demo_seed_pass'])}.", "",
               "Real texts the meta-text gate rejects: " + "; ".join(
                   e for k, v in m.items() if k != "cases" for e in v["examples"]) + ".", ""]
-    lines += ["Per failure case (meta-text reason, membership probability):", "", "| kind | text | meta-text | p |",
-              "| --- | --- | --- | ---: |"]
-    for c, p in zip(m["cases"], mem_cases, strict=True):
+    lines += ["Per failure case: the meta-text gate, the copied share against the anchor (regurgitation at >= "
+              f"{r['max_copied_share']}), the membership probability (rejected below {mem['shipped_threshold']:.3f}):",
+              "", "| kind | text | meta-text | copied share | p(member) |", "| --- | --- | --- | ---: | ---: |"]
+    for c, share, p in zip(m["cases"], r["cases"], mem_cases, strict=True):
         lines.append(f"| {c['kind']} | {c['text'][:70]} | {'rejected' if c['meta-text'] else 'passes'} | "
-                     f"{p['p']:.3f} |")
+                     f"{share:.2f} | {p['p']:.3f} |")
     lines += ["", "Rebuild the membership model after a new SAE or catalog: `fac catalog membership --task toxicity "
               "--out fac/assets/tasks/toxicity/membership.json` (or rerun this script with --write-model)."]
     return "\n".join(lines) + "\n"
@@ -203,21 +206,23 @@ def main() -> None:
     parser.add_argument("--from-json", type=Path, help="Write the section from a saved result (this script's "
                         "output) instead of measuring again.")
     args = parser.parse_args()
-    if args.from_json is not None:
-        write_section(SECTION, section(json.loads(args.from_json.read_text(encoding="utf-8")), args))
-        return
     started = time.perf_counter()
     anchor, background = _texts(TASK_DIR / "anchor.jsonl"), _texts(TASK_DIR / "background.jsonl")
     demo = {"the demo seed": _texts(ROOT / "examples" / "toxicity" / "seed.jsonl"),
             "the random seed": _texts(ROOT / "examples" / "toxicity" / "seed_random.jsonl")}
     cases = json.loads(CASES.read_text(encoding="utf-8"))
-    result: dict[str, Any] = {
+    result: dict[str, Any] = {  # the text gates need no model: seconds
         "meta": meta_text({"anchor": anchor, "background": background, **demo}, cases),
-        "regurgitation": regurgitation(anchor),
-        "novelty": novelty(anchor, background, demo["the demo seed"]),
-        "membership": membership(args.seeds, args.write_model, demo, cases),
+        "regurgitation": regurgitation(anchor, cases),
     }
-    result["seconds"] = time.perf_counter() - started
+    if args.from_json is not None:  # novelty and membership (minutes) from a saved result
+        saved = json.loads(args.from_json.read_text(encoding="utf-8"))
+        result.update(novelty=saved["novelty"], membership=saved["membership"], seconds=saved["seconds"])
+        args.seeds, args.write_model = len(saved["membership"]["runs"]), bool(saved.get("wrote_model"))
+    else:
+        result["novelty"] = novelty(anchor, background, demo["the demo seed"])
+        result["membership"] = membership(args.seeds, args.write_model, demo, cases)
+        result["seconds"], result["wrote_model"] = time.perf_counter() - started, args.write_model
     print(json.dumps(result, indent=1))
     if not args.no_results:
         write_section(SECTION, section(result, args))

@@ -75,7 +75,7 @@ def test_a_model_of_another_space_is_refused(model: MembershipModel) -> None:
 def test_bad_files_and_too_little_data_are_one_line_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"task": "t"}')
-    with pytest.raises(InputError, match="bad.json: not a fac membership model"):
+    with pytest.raises(InputError, match=r"bad\.json: not a fac membership model"):
         MembershipModel.load(bad)
     with pytest.raises(InputError, match="no such membership model file"):
         MembershipModel.load(tmp_path / "missing.json")
@@ -112,6 +112,6 @@ def test_a_given_file_of_another_space_is_refused_and_no_corpora_means_no_gate(
     monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))
     path = tmp_path / "other.json"
     model.save(path)
-    with pytest.raises(ConfigError, match="other.json: the membership model of task 'toxicity' was fitted in another"):
+    with pytest.raises(ConfigError, match=r"other\.json: the membership model of task 'toxicity' was fitted"):
         resolve_membership(tiny_space, _task(tmp_path), path)
     assert resolve_membership(tiny_space, TaskSpec(name="bare", guideline="g", builtin=False)) is None

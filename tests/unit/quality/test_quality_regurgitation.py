@@ -21,7 +21,8 @@ def test_copies_of_anchor_texts_are_rejected(draft: str) -> None:
     copy = CopyIndex(ANCHOR).copy(draft)
     assert copy.share >= MAX_COPIED_SHARE
     problem = regurgitation_problem(copy, MAX_COPIED_SHARE)
-    assert problem is not None and problem.startswith("regurgitation:") and f"threshold {MAX_COPIED_SHARE:.2f}" in problem
+    assert problem is not None and problem.startswith("regurgitation:")
+    assert f"threshold {MAX_COPIED_SHARE:.2f}" in problem
 
 
 def test_a_new_text_sharing_a_few_words_passes() -> None:
