@@ -3,8 +3,9 @@
 Three signs, each named in the rejection reason:
 - commentary: writing about "the original example", "the sentence", "the word X is ...", "this dataset", or an
   assistant's preamble ("Sure, ...", "Here is ...");
-- a list of several samples: lettered or numbered items "A: ... B: ... C: ..." (three or more in sequence),
-  only where the sample format is one text (an instruction's response may hold a real list);
+- a list of several samples: lettered or numbered items "A: ... B: ... C: ..." (three or more in sequence), or
+  two or more capital letter labels ("A: ... A: ..."), only where the sample format is one text (an
+  instruction's response may hold a real list);
 - the prompt's instructions echoed back: word n-grams of the generator's fixed prompt text in the draft.
 """
 
@@ -33,7 +34,9 @@ PREAMBLE = re.compile(r"^\s*(?:(?:sure|certainly|of course|absolutely)\b\s*[,!.:
                       r"some|one|another|your)\s+(?:new\s+|revised\s+|rewritten\s+)?" + _NOUN + r"\b)", re.I)
 _LETTERED = re.compile(r"(?:^|(?<=\s))\(?([A-Ea-e])\s*[:)]\s")
 _NUMBERED = re.compile(r"(?:^|(?<=\s))\(?([1-9])\s*[.:)]\s")
+_LABEL = re.compile(r"(?:^|(?<=\s))([A-E]):\s")  # "A: ... A: ..." (none of 3,250 real tweets holds two)
 MIN_LIST_ITEMS = 3
+MIN_LABELS = 2
 ECHO_NGRAM = 5
 
 
@@ -85,6 +88,9 @@ class MetaTextGate:
         items = list_items(text) if self.lists else 0
         if items >= MIN_LIST_ITEMS:
             return f"meta-text: a list of {items} items (threshold {MIN_LIST_ITEMS}), not one sample"
+        labels = len(_LABEL.findall(text)) if self.lists else 0
+        if labels >= MIN_LABELS:
+            return f"meta-text: {labels} lettered labels ('A: ...'; threshold {MIN_LABELS}), a scaffold of samples"
         if self.echo is not None and (echoed := self.echo.echoed(text)) >= self.max_echoed:
             return (f"meta-text: echoes the prompt's instructions ({echoed} word {self.echo.ngram}-grams of it; "
                     f"threshold {self.max_echoed})")

@@ -46,6 +46,12 @@ def test_lists_count_only_items_in_sequence() -> None:
     assert list_items("B: late C: later D: latest") == 0  # a run must start at a / 1
 
 
+def test_repeated_letter_labels_are_a_scaffold() -> None:  # seen in a real run: "A: ... A: ..."
+    problem = _gate().problem("A: The way some people are used to be. A: Many people who work for them")
+    assert problem is not None and "2 lettered labels" in problem
+    assert _gate().problem("Plan B: stay home") is None
+
+
 def test_an_instructions_numbered_response_may_hold_a_list() -> None:
     response = "Instruction: give three steps\n\nResponse: 1. wash 2. dry 3. fold"
     assert _gate("instruction").problem(response) is None
