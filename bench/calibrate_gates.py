@@ -154,7 +154,8 @@ def section(result: dict[str, Any], args: argparse.Namespace) -> str:
     meta_cases = [c for c in m["cases"] if c["kind"] == "meta"]
     lines.append(f"| meta text (`meta-text`) | commentary / preamble patterns, >= 3 lettered or numbered items in "
                  f"sequence or >= 2 'A:' labels, any word 5-gram of the generator's fixed instructions | patterns "
-                 f"fixed from the issue's cases; false rejects counted on all real texts | {real_meta} of {n_meta} real texts rejected | "
+                 f"fixed from the issue's cases; false rejects counted on all real texts | {real_meta} of {n_meta} "
+                 "real texts rejected | "
                  f"{sum(bool(c['meta-text']) for c in meta_cases)} of {len(meta_cases)} meta cases |")
     fr = r["false_reject"][str(r["ngram"])][f"{r['max_copied_share']:.1f}"]
     lines.append(f"| regurgitation (`regurgitation`) | share of the draft's words inside {r['ngram']}-word runs "
