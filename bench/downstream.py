@@ -143,7 +143,8 @@ def arms_for_seed(name: str, seed_file: Path, args: argparse.Namespace, v: Modul
                            "seconds": round(time.perf_counter() - t0)}
     stats["untargeted + gates"] = {"rejected": rejected, "kept": len(samples["untargeted + gates"])}
     t0 = time.perf_counter()
-    loop = synthesis.run_open_loop(deps, budget=max(args.budget_tokens, 8 * n * (400 + cfg.max_new_tokens)))
+    per_feature = 4 * (400 + cfg.max_new_tokens)  # the open loop's own estimate: 2 drafts + 2 finals per feature
+    loop = synthesis.run_open_loop(deps, budget=(math.ceil(n / 2) + 1) * per_feature)
     samples["open loop"] = loop["samples"][:n]
     stats["open loop"] = {"finals": loop["kept"], "tokens": loop["tokens"], "seconds": round(time.perf_counter() - t0)}
     seen = {t.casefold() for t in seed}
