@@ -253,8 +253,8 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=1000)
     parser.add_argument("--c", type=float, default=1.0)
     parser.add_argument("--budget-tokens", type=int, default=40_000, help="floor of every arm's generator budget")
-    parser.add_argument("--gate-overdraw", type=float, default=3.0, help="untargeted replies generated per kept "
-                        "sample, so the gated arm can reach N")
+    parser.add_argument("--gate-overdraw", type=float, default=5.0, help="untargeted replies generated per kept "
+                        "sample, so the gated arm can reach N (a smoke run kept 2 of 8)")
     parser.add_argument("--generator-base-url", default=None, help="an OpenAI-compatible endpoint (default: local)")
     parser.add_argument("--generator-model", default="default")
     parser.add_argument("--run-seed", type=int, default=0)
