@@ -1,7 +1,9 @@
 """Verifier: the local model + SAE on every draft; keep a draft iff its target feature fires (METHOD §4).
 
-A draft is accepted iff it is well-formed (not empty, garbled or over-length), its target feature scores
-> δ_accept, and it is no near-duplicate of a seed or accepted sample (chroma cosine distance). An
+A draft is accepted iff it is well-formed (not empty, garbled or over-length), passes the text gates (no
+meta text, no regurgitation), its target feature scores > δ_accept, it is a member of the task (membership
+gate), and it is neither a near-duplicate of a seed or accepted sample nor closer to one than the novelty
+distance (chroma cosine distance). The gates (tools/quality/) are `deps.gates`; None turns them all off. An
 accepted sample is credited to every missing feature it activates (> δ), written to samples.jsonl
 (fsync) and then to chroma. A draft whose id the journal already holds (a step re-run after a crash) is
 credited without being written again.
@@ -83,6 +85,7 @@ def verify(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
     counts, best, worst = dict(state.counts), dict(state.best), dict(state.worst)
     feedback, rejections = dict(state.feedback), Counter(state.rejections)
     new_ids: set[str] = set()
+    gates = deps.gates
     for draft in state.drafts:
         j = draft.feature
         sid = sample_id(deps.run_id, draft.prompt_hash, draft.text)
@@ -105,6 +108,8 @@ def verify(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
         reason = form_problem(draft.text, cfg)
         if reason is None and sample_scores is not None and sample_scores.truncated:
             reason = f"over-length: more than {cfg.max_tokens} tokens"
+        if reason is None and gates is not None:
+            reason = gates.text_problem(draft.text)
         well_formed_draft = reason is None
         score, span = 0.0, ""
         if sample_scores is not None:
@@ -113,10 +118,15 @@ def verify(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
             span = hit.span if hit is not None and score > cfg.threshold else ""
         if reason is None and score <= cfg.delta_accept:
             reason = f"target-not-activated: feature {j} scored {score:.3f} <= δ_accept {cfg.delta_accept}"
+        if reason is None and gates is not None and sample_scores is not None:
+            reason = gates.membership_problem(draft.text, sample_scores)
+            well_formed_draft = reason is None  # an off-task draft must not become the next Good example
         if reason is None:
             near_id, distance = deps.store.nearest([draft.text])[0]
             if near_id is not None and near_id != sid and distance < cfg.dedup_distance:
                 reason = f"near-duplicate: cosine distance {distance:.3f} < {cfg.dedup_distance} to {near_id}"
+            elif gates is not None and near_id != sid:
+                reason = gates.novelty_problem(distance, near_id)
         if sample_scores is not None and well_formed_draft:  # malformed drafts never become Good/Bad examples
             verdict = _verdict(draft, score, span, reason or "accepted")
             if j not in best or score > best[j].score:

@@ -114,7 +114,8 @@ def run_open_loop(deps: Any, budget: int) -> dict[str, Any]:
     on_target = sum(s.score_of(j) > cfg.delta_accept for (j, _), s in zip(finals, scores, strict=True))
     covered = covered_by(space, [*deps.seed, *(t for _, t in finals)], task, cfg.threshold)
     return {"fac": len(covered) / len(task), "fac_before": len(seen) / len(task), "kept": len(finals),
-            "tokens": tokens, "newly_covered": len(covered) - len(seen), "finals_on_target": int(on_target)}
+            "tokens": tokens, "newly_covered": len(covered) - len(seen), "finals_on_target": int(on_target),
+            "samples": [t for _, t in finals]}
 
 
 def run_untargeted(deps: Any, budget: int) -> dict[str, Any]:
@@ -149,7 +150,7 @@ def run_untargeted(deps: Any, budget: int) -> dict[str, Any]:
         print(f"  untargeted: {len(kept)} kept, {tokens:,} tokens", file=sys.stderr)
     covered = covered_by(space, [*deps.seed, *kept], task, cfg.threshold)
     return {"fac": len(covered) / len(task), "fac_before": len(seen) / len(task), "kept": len(kept),
-            "tokens": tokens, "newly_covered": len(covered) - len(seen)}
+            "tokens": tokens, "newly_covered": len(covered) - len(seen), "samples": kept}
 
 
 def main() -> None:
@@ -206,6 +207,7 @@ def main() -> None:
             raise SystemExit(f"unknown method {method}")
         res["seconds"] = round(time.time() - t0)
         res["tokens_per_new_feature"] = round(res["tokens"] / res["newly_covered"]) if res["newly_covered"] else None
+        res.pop("samples", None)  # bench/downstream.py uses them; results.json keeps the figures
         results[method] = res
         print(json.dumps({k: v for k, v in res.items() if k != "trajectory"}), file=sys.stderr)
     if "fac" in results and "open_loop" in results:

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fac.tools.errors import ConfigError
+from fac.tools.quality.novelty import NOVELTY_DISTANCE
+from fac.tools.quality.regurgitation import MAX_COPIED_SHARE, NGRAM
 
 OutputFormat = Literal["text", "query", "pair", "ab", "instruction"]
 Backend = Literal["local", "openai"]
@@ -31,7 +33,7 @@ TASK_FORMATS: dict[str, OutputFormat] = {
 }
 LIMIT_FIELDS = frozenset({"goal_fac", "min_per_feature", "max_attempts_per_feature", "max_rounds", "budget_tokens"})
 OPERATIONAL_FIELDS = frozenset({"concurrency", "timeout_s", "max_retries", "device", "dtype", "base_url",
-                                "api_key_env"})
+                                "api_key_env", "membership_judge_base_url", "membership_judge_key_env"})
 
 
 class RunConfig(BaseModel):
@@ -72,6 +74,24 @@ class RunConfig(BaseModel):
                                   "is a near-duplicate of a seed or accepted sample.")
     embedder: EmbedderName = Field("minilm", description="Text embedder of the duplicate check.")
     max_chars: int = Field(2000, gt=0, description="Longer drafts are rejected as over-length.")
+    # quality gates (tools/quality/; thresholds calibrated by bench/calibrate_gates.py)
+    gate_meta_text: bool = Field(True, description="Reject drafts that write about the prompt, list several samples "
+                                 "or echo its instructions (meta-text).")
+    gate_regurgitation: bool = Field(True, description="Reject drafts copied from the anchor, evidence or seed.")
+    max_copied_share: float = Field(MAX_COPIED_SHARE, gt=0.0, le=1.0, description="Share of a draft's words inside "
+                                    f"copied {NGRAM}-word runs at which it is regurgitation.")
+    gate_membership: bool = Field(True, description="Reject drafts the task-membership classifier (or judge) does "
+                                  "not take for positive examples of the task (not-task-member).")
+    membership_model: str | None = Field(None, description="Membership model file (default: the task's stored or "
+                                         "shipped one, or one fitted now on the task's corpora).")
+    membership_threshold: float | None = Field(None, ge=0.0, le=1.0, description="Membership probability a draft "
+                                               "needs (default: the model's calibrated threshold).")
+    membership_judge_model: str | None = Field(None, description="Ask this OpenAI-compatible model (or 'local') "
+                                               "instead of the classifier whether a draft is a positive example.")
+    membership_judge_base_url: str | None = Field(None, description="Endpoint of the membership judge.")
+    membership_judge_key_env: str = Field("OPENAI_API_KEY", description="Variable holding the judge's key.")
+    novelty_distance: float = Field(NOVELTY_DISTANCE, ge=0.0, le=2.0, description="Cosine distance to the nearest "
+                                    "seed or accepted sample a draft must reach (not-novel; 0 turns it off).")
     # goals and budgets (limits: may be raised on resume)
     goal_fac: float = Field(0.9, gt=0.0, le=1.0, description="Stop when FAC reaches this.")
     min_per_feature: int = Field(2, gt=0, description="Accepted samples each newly covered feature needs.")

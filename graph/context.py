@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from fac.graph.checkpoint import SampleLog
     from fac.tools.catalog.records import Catalog
+    from fac.tools.quality.gates import QualityGates
     from fac.tools.space.features import FeatureSpace
     from fac.tools.space.rendering import Sample
 
@@ -41,3 +42,4 @@ class Deps:
     log: SampleLog
     run_id: str
     task_summary: str = ""
+    gates: QualityGates | None = None  # the verifier's quality gates (None: off)

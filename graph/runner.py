@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.types import StreamMode
 
+from fac.agents.quality import make_gates
 from fac.graph.builder import build_graph
 from fac.graph.checkpoint import sqlite_saver
 from fac.graph.config import LIMIT_FIELDS, OPERATIONAL_FIELDS, RunConfig
@@ -231,9 +232,25 @@ def make_deps(
     catalog.check_space(space.describe())
     torch.manual_seed(cfg.random_seed)
     store = SampleStore(chroma_client(paths.chroma), COLLECTION, embedder or make_embedder(cfg))
+    gates = make_gates(cfg, catalog, seed, task, space, make_membership_judge(cfg, space))
     return Deps(config=cfg, space=space, catalog=catalog, seed=seed, store=store,
                 writer=writer or make_writer(cfg, space), log=paths.sample_log(),
-                run_id=paths.run_id(cfg), task_summary=task.summary or task.guideline[:300])
+                run_id=paths.run_id(cfg), task_summary=task.summary or task.guideline[:300], gates=gates)
+
+
+def make_membership_judge(cfg: RunConfig, space: FeatureSpace) -> BaseChatModel | None:
+    """The membership gate's LLM judge when the config names one ('local' shares the space's default LM)."""
+    if not cfg.gate_membership or cfg.membership_judge_model is None:
+        return None
+    from fac.tools.catalog.judge import LOCAL_JUDGE, judge_chat
+    from fac.tools.space.models import LoadedModel
+
+    shared = None
+    if cfg.membership_judge_model == LOCAL_JUDGE and cfg.model == "default":
+        shared = LoadedModel(space.reader.model, space.reader.tokenizer, space.model_id)
+    chat, _ = judge_chat(cfg.membership_judge_model, cfg.membership_judge_base_url, cfg.membership_judge_key_env,
+                         shared=shared)
+    return chat
 
 
 def _as_state(values: Any) -> GenState:

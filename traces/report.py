@@ -184,6 +184,7 @@ def render_report(run_dir: Path) -> str:
         run_id=run_id, run_dir=str(run_dir), config=config, status=status, sessions=sessions,
         fac_before=fac_before, fac_now=fac_now, goal=goal, curve=curve, plot=plot(curve, goal),
         features=features, rejected=[v for v in verdicts if v.decision == "rejected"],
+        rejections=sorted(dict(status.get("rejections") or {}).items()),  # counted by the verifier, per kind
         accepted=sum(1 for v in verdicts if v.decision == "accepted"), ledger=ledger(steps, calls),
         n_steps=len(steps), generated_at=_when(time.time()))
     clean: str = redact(html)

@@ -400,3 +400,52 @@ def merge(
     console.print(f"merged {len(catalogs)} catalogs of {merged.task}: {len(merged.task_features())} task-relevant "
                   f"features of {len(merged.records)}; written to {', '.join(str(p) for p in (out, parquet) if p)}",
                   highlight=False)
+
+
+@catalog_app.command("membership")
+def membership(
+    task: str = typer.Option(..., "--task", "-t", help="Task whose anchor (positives) and background (negatives) "
+                             "the classifier is fitted on."),
+    guideline: Path | None = GUIDELINE,
+    anchor: Path | None = typer.Option(None, "--anchor", help="Task-positive corpus (default: shipped)."),
+    background: Path | None = typer.Option(None, "--background", help="Negative corpus (default: shipped)."),
+    label_field: str | None = typer.Option(None, "--label-field", help="Label field splitting a labelled --anchor."),
+    positive_labels: str | None = typer.Option(None, "--positive-labels", help="Comma-separated task-positive labels."),
+    text_field: str | None = typer.Option(None, "--text-field", help="Field holding the text (default: detected)."),
+    keep: float = typer.Option(0.95, "--keep", help="Share of held-back anchor samples the threshold keeps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train / held-back split."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the model here (default: the store under the "
+                                    "cache directory, where `fac run` finds it)."),
+    model: str = opt.MODEL,
+    sae: str = opt.SAE,
+    layer: int | None = opt.LAYER,
+    mode: str = opt.MODE,
+    threshold: float = opt.THRESHOLD,
+    device: str | None = opt.DEVICE,
+    dtype: str = opt.DTYPE,
+    max_tokens: int = opt.MAX_TOKENS,
+    no_cache: bool = opt.NO_CACHE,
+    verbose: int = opt.VERBOSE,
+) -> None:
+    """Fit the task-membership classifier of the verifier's membership gate (SAE features, anchor vs background)."""
+    from fac.tools.catalog.membership import fit_task_membership, stored_path
+    from fac.tools.catalog.tasks import get_task
+
+    setup_logging(verbose)
+    if not 0.5 <= keep < 1.0:
+        raise ConfigError(f"--keep {keep}: expected a share in [0.5, 1)")
+    for path, flag in ((anchor, "--anchor"), (background, "--background"), (guideline, "--guideline")):
+        _need_file(path, flag)
+    labels = tuple(p.strip() for p in positive_labels.split(",") if p.strip()) if positive_labels else None
+    spec = get_task(task, guideline).with_corpora(anchor=anchor, background=background, label_field=label_field,
+                                                 positive_labels=labels, text_field=text_field)
+    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
+    with _progress() as stage:
+        fitted = fit_task_membership(space, spec, keep=keep, seed=seed, progress=stage)
+    path = out or stored_path(spec.name, space)
+    fitted.save(path)
+    c = fitted.calibration
+    console.print(f"membership model of {spec.name}: threshold {fitted.threshold:.3f} keeps "
+                  f"{c.heldout_pos_accept:.1%} of {c.n_heldout_pos} held-back anchor samples and accepts "
+                  f"{c.heldout_neg_accept:.1%} of {c.n_heldout_neg} held-back background samples (AUPRC "
+                  f"{c.heldout_auprc:.3f}, L2 {c.l2:g}); saved to {path}", highlight=False)

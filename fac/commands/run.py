@@ -78,6 +78,22 @@ def run_command(
     dedup_distance: float | None = typer.Option(None, "--dedup-distance", help="Near-duplicate cosine distance "
                                                 "[0.05]."),
     embedder: str | None = typer.Option(None, "--embedder", help="Duplicate-check embedder: minilm or hashing."),
+    no_gate: list[str] | None = typer.Option(None, "--no-gate", help="Turn a quality gate off (repeatable): "
+                                             "meta-text, regurgitation, membership, novelty."),
+    max_copied_share: float | None = typer.Option(None, "--max-copied-share", help="Regurgitation: share of a "
+                                                  "draft's words in copied 8-word runs that rejects it [0.5]."),
+    novelty_distance: float | None = typer.Option(None, "--novelty-distance", help="Novelty: cosine distance to the "
+                                                  "nearest seed or accepted sample a draft must reach [0.32]."),
+    membership_model: Path | None = typer.Option(None, "--membership-model", help="Membership classifier file "
+                                                 "(`fac catalog membership --out`; default: the task's)."),
+    membership_threshold: float | None = typer.Option(None, "--membership-threshold", help="Membership probability "
+                                                      "a draft needs [the model's calibrated threshold]."),
+    membership_judge_model: str | None = typer.Option(None, "--membership-judge-model", help="Ask this model "
+                                                      "('local' or an endpoint's name) instead of the classifier."),
+    membership_judge_base_url: str | None = typer.Option(None, "--membership-judge-base-url", help="The membership "
+                                                         "judge's OpenAI-compatible endpoint."),
+    membership_judge_key_env: str | None = typer.Option(None, "--membership-judge-key-env", help="Variable holding "
+                                                        "the membership judge's key [OPENAI_API_KEY]."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Parallel requests (endpoint) or batch "
                                            "size (local) [8]."),
     timeout_s: float | None = typer.Option(None, "--timeout", help="Seconds per generator request [120]."),
@@ -111,7 +127,8 @@ def run_command(
         "goal_fac": goal_fac, "min_per_feature": min_per_feature, "max_attempts_per_feature": max_attempts_per_feature,
         "max_rounds": max_rounds, "budget_tokens": budget_tokens, "concurrency": concurrency, "timeout_s": timeout_s,
         "max_retries": max_retries, "device": device, "dtype": dtype, "base_url": base_url,
-        "api_key_env": api_key_env,
+        "api_key_env": api_key_env, "membership_judge_base_url": membership_judge_base_url,
+        "membership_judge_key_env": membership_judge_key_env,
     }
     semantic = {
         "catalog": str(catalog) if catalog else None, "text_field": text_field, "generator": generator,
@@ -119,8 +136,12 @@ def run_command(
         "output_format": output_format, "features_per_round": features_per_round,
         "drafts_per_feature": drafts_per_feature, "accept_threshold": accept_threshold,
         "dedup_distance": dedup_distance, "embedder": embedder, "model": model, "sae": sae, "layer": layer,
-        "mode": mode, "threshold": threshold,
+        "mode": mode, "threshold": threshold, **gate_flags(no_gate or []), "max_copied_share": max_copied_share,
+        "membership_model": str(membership_model) if membership_model else None,
+        "membership_threshold": membership_threshold, "membership_judge_model": membership_judge_model,
     }
+    if novelty_distance is not None:
+        semantic["novelty_distance"] = novelty_distance
     if resume is not None:
         if seed is not None or task is not None or out is not None or config is not None:
             raise ConfigError("--resume takes the run directory only (plus limits): the seed, task and config "
@@ -172,3 +193,17 @@ def run_command(
                       highlight=False)
         raise typer.Exit(EXIT_SIGNALLED if result.signalled else EXIT_INTERRUPTED)
     stdout.print(f"stop: {s.stop_reason} ({s.stop_detail})", highlight=False)
+
+
+GATES = ("meta-text", "regurgitation", "membership", "novelty")
+
+
+def gate_flags(off: list[str]) -> dict[str, Any]:
+    """The config fields that `--no-gate NAME` sets."""
+    unknown = sorted(set(off) - set(GATES))
+    if unknown:
+        raise ConfigError(f"--no-gate {unknown[0]}: expected one of {', '.join(GATES)}")
+    fields: dict[str, Any] = {f"gate_{name.replace('-', '_')}": False for name in off if name != "novelty"}
+    if "novelty" in off:
+        fields["novelty_distance"] = 0.0
+    return fields

@@ -20,6 +20,7 @@ from fac.tools.errors import InputError
 REPO = Path(__file__).resolve().parents[2]
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"
+ANCHOR = "we hate them all"  # the evidence a prompt shows: a draft copying it is regurgitation
 
 
 @pytest.fixture()
@@ -28,7 +29,7 @@ def world(tiny_space: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> d
     seen = {int(j) for s in tiny_space.score(SEED) for j in s.active(0.0)}
     target = next(int(j) for j in tiny_space.score([HIT])[0].active(0.0) if int(j) not in seen)
     records = tuple(FeatureRecord(feature=j, relevant=True, activation_rate=0.1, method="contrast",
-                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=HIT),))
+                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=ANCHOR),))
                     for j in [*sorted(seen)[:3], target])
     catalog = Catalog(task="toxicity", method="contrast", space=tiny_space.describe(), records=records)
     chat = ScriptedChat(script=[HIT])

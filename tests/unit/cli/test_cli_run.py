@@ -24,6 +24,7 @@ from fac.tools.space.features import FeatureSpace
 REAL_MAKE_WRITER = runner.make_writer  # before any fixture replaces it
 SEED = ["the cat sat on the mat", "the dog ran home"]
 HIT = "i hate stupid people"
+ANCHOR = "we hate them all"  # the evidence a prompt shows: a draft copying it is regurgitation
 
 
 class Replies(BaseChatModel):
@@ -49,7 +50,7 @@ def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     seen = {int(j) for s in tiny_space.score(SEED) for j in s.active(0.0)}
     target = next(int(j) for j in tiny_space.score([HIT])[0].active(0.0) if int(j) not in seen)
     records = tuple(FeatureRecord(feature=j, relevant=True, activation_rate=0.1, method="contrast",
-                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=HIT),))
+                                  evidence=(FeatureEvidence(score=2.0, span="hate", sample=ANCHOR),))
                     for j in [*sorted(seen)[:3], target])
     catalog = tmp_path / "catalog.json"
     Catalog(task="toxicity", method="contrast", space=tiny_space.describe(), records=records).save_json(catalog)
@@ -58,6 +59,7 @@ def setup(tiny_space: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     chat = Replies(reply=HIT)
     monkeypatch.setattr(FeatureSpace, "load", classmethod(lambda cls, *a, **k: tiny_space))
     monkeypatch.setattr(runner, "make_writer", lambda cfg, space=None: chat)
+    monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / "cache"))  # the membership model fitted for the tiny space
     return {"seed": seed, "catalog": catalog, "chat": chat, "target": target, "out": tmp_path / "runs" / "demo"}
 
 
@@ -245,3 +247,42 @@ def test_an_endpoint_answering_with_an_html_page_stops_the_run_with_exit_3_and_n
     flat = "".join(err.split())  # the console wraps long lines
     assert "notanOpenAIchatcompletion(str:'<html><body>Itworks!" in flat and "checkthebaseURL" in flat
     assert err.startswith("stopped:") or "\nstopped:" in err  # the endpoint-fault line, then the resume command
+
+
+def test_gate_flags_reach_the_resolved_config(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = run_cli([*_new_run(setup), "--no-gate", "membership", "--no-gate", "novelty",
+                              "--max-copied-share", "0.7", "--membership-threshold", "0.4", "--dry-run"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    for field in ('"gate_membership": false', '"novelty_distance": 0.0', '"max_copied_share": 0.7',
+                  '"membership_threshold": 0.4', '"gate_meta_text": true', '"gate_regurgitation": true'):
+        assert field in out
+
+
+def test_an_unknown_gate_is_one_line_naming_the_flag(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = run_cli([*_new_run(setup), "--no-gate", "spelling"], capsys, monkeypatch)
+    assert code == 2 and "--no-gate spelling: expected one of meta-text, regurgitation, membership, novelty" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_catalog_membership_fits_and_writes_the_model_a_run_then_uses(
+        setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    anchor, background, model = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "membership.json"
+    toxic = [f"{who} hate {what} people" for who in ("i", "we", "they", "you") for what in
+             ("stupid", "bad", "very stupid", "not nice", "very bad")]
+    benign = [f"{who} {did}" for who in ("the cat", "the dog", "a cat", "a dog") for did in
+              ("sat on the mat", "ran home", "is fast", "is slow", "ran on the mat")]
+    anchor.write_text("".join(json.dumps({"text": t}) + "\n" for t in toxic))
+    background.write_text("".join(json.dumps({"text": t}) + "\n" for t in benign))
+    code, out, err = run_cli(["catalog", "membership", "--task", "toxicity", "--anchor", str(anchor),
+                              "--background", str(background), "--out", str(model)], capsys, monkeypatch)
+    assert code == 0, err
+    said = " ".join(err.split())  # the summary goes to the console (stderr), as `fac catalog build`'s does
+    assert "membership model of toxicity: threshold" in said and "held-back anchor samples" in said
+    assert model.is_file()
+    code, out, err = run_cli([*_new_run(setup), "--membership-model", str(model)], capsys, monkeypatch)
+    assert code == 0, err
+    assert "FAC 0.750 -> 1.000" in out, out  # the scripted draft is a member by this model

@@ -1,0 +1,1 @@
+"""Quality gates of the verifier: task membership, no regurgitation, no meta text, novelty (issue #12)."""
