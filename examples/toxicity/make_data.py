@@ -1,4 +1,4 @@
-"""Rebuild seed.jsonl, seed_random.jsonl, seed_narrow.jsonl (here) and the task's anchor.jsonl and background.jsonl (in
+"""Rebuild seed.jsonl, seed_random.jsonl (here) and the task's anchor.jsonl and background.jsonl (in
 fac/assets/tasks/toxicity/, shipped in the package) from Davidson et al. (2017).
 
 Usage (from the repository root): python examples/toxicity/make_data.py [path/to/shared/data]
@@ -6,12 +6,9 @@ Usage (from the repository root): python examples/toxicity/make_data.py [path/to
 Only tweets outside the project's held-out 20% (corpus/heldout_ids.json) are used. Each tweet is
 cleaned as in the SAE corpus (HTML entities unescaped, whitespace collapsed, 10-1000 characters,
 >= 90% ASCII), deduplicated case-insensitively, and then drawn with a fixed seed:
-  seed_random.jsonl 150 offensive-or-hateful tweets (classes 0/1, natural proportions, a random draw)
-  seed.jsonl        the demo seed: the first 50 tweets of seed_random.jsonl (a random sample of real
-                    task data)
-  seed_narrow.jsonl a deliberately narrow seed: the 100 shortest remaining toxic tweets that contain
-                    "hoe" (ties by row id), as a keyword search would collect them (the demo seed of the
-                    4,096-latent SAE, on which FAC mostly measured length)
+  seed_random.jsonl 150 offensive-or-hateful tweets (classes 0/1, natural proportions)
+  seed.jsonl        the demo seed, deliberately narrow: the 100 shortest remaining toxic tweets that
+                    contain "hoe" (ties by row id), as a keyword search would collect them
   anchor.jsonl      1,500 other task-positive tweets: 1,000 offensive (class 1) + 500 hate (class 0)
   background.jsonl  1,500 tweets labelled "neither" (class 2)
 The three files share no tweet.
@@ -34,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 TASK_ASSETS = HERE.parents[1] / "fac" / "assets" / "tasks" / "toxicity"
 LABELS = {"0": "hate", "1": "offensive", "2": "neither"}
 SEED_SIZE, ANCHOR_OFFENSIVE, ANCHOR_HATE, BACKGROUND_SIZE = 150, 1000, 500, 1500
-NARROW_KEYWORD, NARROW_SIZE, DEMO_SIZE = "hoe", 100, 50
+NARROW_KEYWORD, NARROW_SIZE = "hoe", 100
 
 
 def clean(tweet: str) -> str | None:
@@ -68,13 +65,11 @@ def main(data: Path) -> None:
     rng.shuffle(anchor)
     taken = {r["id"] for r in seed_random}
     keyword_rows = [r for r in toxic_rest if NARROW_KEYWORD in r["text"].lower() and r["id"] not in taken]
-    narrow = sorted(keyword_rows, key=lambda r: (len(r["text"]), int(r["id"].split(":")[1])))[:NARROW_SIZE]
-    seed = seed_random[:DEMO_SIZE]
-    ids = [{r["id"] for r in part} for part in (narrow, anchor, background, seed_random)]
+    seed = sorted(keyword_rows, key=lambda r: (len(r["text"]), int(r["id"].split(":")[1])))[:NARROW_SIZE]
+    ids = [{r["id"] for r in part} for part in (seed, anchor, background, seed_random)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2] or ids[3] & ids[1] or ids[3] & ids[2])
     assert not set().union(*ids) & {f"davidson:{i}" for i in held_ids}
-    outputs = (("seed", seed, HERE), ("seed_random", seed_random, HERE), ("seed_narrow", narrow, HERE),
-               ("anchor", anchor, TASK_ASSETS),
+    outputs = (("seed", seed, HERE), ("seed_random", seed_random, HERE), ("anchor", anchor, TASK_ASSETS),
                ("background", background, TASK_ASSETS))
     for name, rows, folder in outputs:
         with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as out:
