@@ -31,6 +31,29 @@ _SECTION = {
 }
 
 
+_AB = re.compile(r"^(?:question\s*:\s*)?(?P<question>.+?)\n[ \t]*\(A\)[ \t]*(?P<a>[^\n]+?)[ \t]*\n[ \t]*\(B\)[ \t]*"
+                 r"(?P<b>[^\n]+?)[ \t]*(?:\n\s*(?:the\s+)?(?:matching\s+)?answer\s*:\s*\(?(?P<answer>[AB])\b|\n|$)",
+                 re.I | re.S)
+
+
+def _ab_item(text: str) -> tuple[str, dict[str, str]] | None:
+    """An A/B item in anthropic-evals' shape (question with its choices, matching and other answer), or None.
+
+    A reply without an `Answer:` line keeps only the question: the verifier names the missing answer."""
+    match = _AB.search(text)
+    if match is None:
+        return None
+    question, a, b = (match.group(k).strip().strip('"').strip() for k in ("question", "a", "b"))
+    if not (question and a and b):
+        return None
+    fields = {"question": f"{question}\n\nChoices:\n (A) {a}\n (B) {b}"}
+    answer = (match.group("answer") or "").upper()
+    if answer:
+        fields.update(answer_matching_behavior=f" ({answer})",
+                      answer_not_matching_behavior=" (B)" if answer == "A" else " (A)")
+    return fields["question"] + (f"\n\nAnswer: ({answer})" if answer else ""), fields
+
+
 def _unquote(text: str) -> str:
     """A text that opens with a quote: what the quotes enclose."""
     if text[:1] in ('"', "“"):
@@ -50,11 +73,10 @@ def parse_reply(reply: str, output_format: OutputFormat) -> tuple[str, dict[str,
         if not all(fields.values()):
             return None
         return "\n\n".join(fields.values()), fields
+    if output_format == "ab":
+        return _ab_item(text)
     text = _LABEL.sub("", _BULLET.sub("", text, count=1), count=1)
-    if output_format != "ab":
-        cut = _NEXT_ITEM.search(text)
-        text = text[: cut.start()] if cut and cut.start() > 0 else text
+    cut = _NEXT_ITEM.search(text)
+    text = text[: cut.start()] if cut and cut.start() > 0 else text
     text = _unquote(_BULLET.sub("", text.strip(), count=1).strip())
-    if output_format == "ab" and not ("(A)" in text and "(B)" in text):
-        return None
     return (text, {}) if text else None

