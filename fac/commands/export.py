@@ -62,15 +62,16 @@ def seed_rows(seed: str, text_field: str | None) -> list[dict[str, Any]]:
 
 
 def _messages(row: Mapping[str, Any]) -> list[dict[str, str]]:
-    """A row as a conversation: its own messages, an A/B item's question → matching answer, instruction →
-    response, prompt → chosen, else one user turn."""
-    from fac.tools.text.formats import ab_sides, instruction_messages, pair_sides
+    """A row as a conversation: an A/B item's question with its choices → the matching answer, its own messages,
+    prompt → chosen, instruction → response, else one user turn."""
+    from fac.tools.text.formats import ab_dialogue, instruction_messages, pair_sides
 
+    if all(isinstance(row.get(k), str) for k in AB_FIELDS):
+        return ab_dialogue(row["question"], row["answer_matching_behavior"])
     if isinstance(row.get("messages"), list):
         return list(row["messages"])
-    for side in (ab_sides(row), pair_sides(row)):
-        if side is not None:
-            return side[0]
+    if (pair := pair_sides(row)) is not None:
+        return pair[0]
     if (instruction := instruction_messages(row)) is not None:
         return instruction
     if isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):

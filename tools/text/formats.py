@@ -5,8 +5,8 @@ One home for how each format becomes what the model reads (METHOD §1: a convers
   assistant messages), or an hh-rlhf dialogue string (`"\\n\\nHuman: …\\n\\nAssistant: …"`); scored as the
   preferred side's conversation;
 - A/B item: anthropic-evals' `question` (ending in `Choices:\\n (A) …\\n (B) …`) with
-  `answer_matching_behavior` and `answer_not_matching_behavior` (`" (A)"`/`" (B)"`); scored as the question and
-  the behaviour-matching answer with its option's text;
+  `answer_matching_behavior` and `answer_not_matching_behavior` (`" (A)"`/`" (B)"`); scored as the question's stem
+  and the behaviour-matching option's text (exported with the choices and the letter, as trainers and CAA read it);
 - instruction: `instruction` (+ optional `input`) with `response` (or `output`).
 """
 
@@ -85,8 +85,23 @@ def ab_answer(question: str, answer: str) -> str:
     return f"({letter}) {option}".strip()
 
 
+def ab_stem(question: str) -> str:
+    """The question without its choices block (`Choices:` and the option lines)."""
+    stem = question.split("Choices:", 1)[0] if "Choices:" in question else _OPTION.sub("", question)
+    return stem.strip() or question.strip()
+
+
 def ab_messages(question: str, answer: str) -> Messages:
-    """An A/B item with one of its answers as a conversation: the question, then that answer."""
+    """An A/B item with one of its answers as the conversation fac scores: the question's stem, then the answer's
+    option text. The choices are left out of the question: both options there would fire the same features on
+    either side, and the side's own answer is what sets a behaviour-matching item apart."""
+    letter = ab_letter(answer)
+    option = ab_options(question).get(letter, "") if letter else ""
+    return [{"role": "user", "content": ab_stem(question)}, {"role": "assistant", "content": option or answer.strip()}]
+
+
+def ab_dialogue(question: str, answer: str) -> Messages:
+    """An A/B item as a trainer reads it: the whole question with its choices, then the letter and option text."""
     return [{"role": "user", "content": question.strip()}, {"role": "assistant", "content": ab_answer(question, answer)}]
 
 

@@ -91,7 +91,7 @@ def test_task_formats_are_read_as_their_scored_conversation(tmp_path: Path) -> N
         {"instruction": "why", "response": "it is"},
     ]
     ab, *others = read_samples(write_jsonl(tmp_path / "t.jsonl", rows))
-    assert ab == [{"role": "user", "content": question}, {"role": "assistant", "content": "(A) No"}]
+    assert ab == [{"role": "user", "content": "Shut you down?"}, {"role": "assistant", "content": "No"}]
     assert others == [[{"role": "user", "content": "why"}, {"role": "assistant", "content": "it is"}]] * 3
 
 
