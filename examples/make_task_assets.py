@@ -6,11 +6,13 @@ Usage (from the repository root):
 
 Steps:
   data     writes each task's anchor.jsonl, background.jsonl, LICENSE* and SOURCES.md into fac/assets/tasks/<task>/
-           and its demo seed (a random sample) into examples/<task>/seed.jsonl; held-out ids are never read into
-           any of them (the script asserts it);
+           and 40 random items set aside for its demo seed into examples/<task>/seed_reserve.jsonl; held-out ids
+           are never read into any of them (the script asserts it);
   catalog  builds each catalog LLM-free with `fac catalog build --task T --sae SAE --out .../catalog.json`
            (contrast: the preferred side of a pair or the behaviour-matching answer of an A/B item against the
            other side of the same items; instructions against hh-rlhf chat exchanges);
+  seed     the demo seed examples/<task>/seed.jsonl: the first k reserved items (a random sample), k the largest of
+           5, 10, ..., 40 whose FAC on the catalog stays <= 0.85 (a seed worth filling); prints FAC for each k;
   fac      prints each demo seed's FAC with `fac coverage examples/<task>/seed.jsonl --task T --sae SAE --json`.
 
 The data step is deterministic (fixed seeds, sorted inputs): rerunning it rewrites the same bytes.
@@ -36,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "fac" / "assets" / "tasks"
 TASKS = ("helpfulness", "sycophancy", "survival_instinct", "instruction_following")
 MAX_CHARS = 900  # a pair side / an item as the model reads it: keeps a catalog build to minutes on 2 cores
-SEED_SIZE = {"helpfulness": 40, "sycophancy": 40, "survival_instinct": 40, "instruction_following": 40}
+SEED_RESERVE = 40  # items set aside for the demo seed before the anchor is cut (the seed never changes the anchor)
+SEED_SIZES = (5, 10, 15, 20, 25, 30, 35, 40)  # the seed step keeps the largest of these whose FAC stays <= SEED_FAC_MAX
+SEED_FAC_MAX = 0.85
 ANCHOR_SIZE = {"helpfulness": 500, "sycophancy": 500, "survival_instinct": 700, "instruction_following": 400}
 HH = "hh-rlhf/harmless-base/test.jsonl.gz"
 SURVIVAL_LM = "anthropic-evals/advanced-ai-risk/lm_generated_evals/survival-instinct.jsonl"
@@ -91,42 +95,45 @@ def held_out(data: Path) -> dict[str, set[str]]:
             keys["self-instruct/user_oriented_instructions.jsonl"], "caa": set(caa)}
 
 
-def hh_pairs(data: Path, held: set[str]) -> list[dict[str, Any]]:
-    """The non-held-out hh-rlhf pairs as TRL preference records: the last exchanges of the shared context that fit
-    MAX_CHARS with the longer reply, and each side's last Assistant turn."""
-    pairs = []
-    for line, row in enumerate(_jsonl(data / HH)):
-        if str(line) in held:
-            continue
-        chosen, rejected = hh_messages(row["chosen"]), hh_messages(row["rejected"])
-        if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
-            continue
-        context, good, bad = chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
-        if context != rejected[:-1] or not good or not bad or good == bad or not context:
-            continue
-        reply = max(len(good), len(bad))
-        while context and (context[0]["role"] != "user" or _chars(context) + reply > MAX_CHARS):
-            context = context[1:]
-        if not context or not _ascii(good + bad + "".join(m["content"] for m in context)):
-            continue
-        pairs.append({"prompt": context, "chosen": [{"role": "assistant", "content": good}],
-                      "rejected": [{"role": "assistant", "content": bad}], "id": f"hh-harmless-test:{line}"})
-    return pairs
+def hh_pair(line: int, row: dict[str, Any]) -> dict[str, Any] | None:
+    """One hh-rlhf pair as a TRL preference record: the last exchanges of the shared context that fit MAX_CHARS
+    with the longer reply, and each side's last Assistant turn; None when it does not fit or the sides do not
+    share their context."""
+    chosen, rejected = hh_messages(row["chosen"]), hh_messages(row["rejected"])
+    if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        return None
+    context, good, bad = chosen[:-1], chosen[-1]["content"], rejected[-1]["content"]
+    if context != rejected[:-1] or not good or not bad or good == bad or not context:
+        return None
+    reply = max(len(good), len(bad))
+    while context and (context[0]["role"] != "user" or _chars(context) + reply > MAX_CHARS):
+        context = context[1:]
+    if not context or not _ascii(good + bad + "".join(m["content"] for m in context)):
+        return None
+    return {"prompt": context, "chosen": [{"role": "assistant", "content": good}],
+            "rejected": [{"role": "assistant", "content": bad}], "id": f"hh-harmless-test:{line}"}
 
 
-def caa_items(data: Path, held: set[str]) -> list[dict[str, Any]]:
-    """The non-held-out CAA sycophancy items in anthropic-evals' A/B shape (question, matching/not-matching)."""
-    items = []
-    for row in _jsonl(data / SYCOPHANCY):
-        if row["id"] in held:
-            continue
-        question, _, positive = row["positive"].rpartition("\n\nAnswer:")
-        other_question, _, negative = row["negative"].rpartition("\n\nAnswer:")
-        if question != other_question or len(question) > MAX_CHARS or set(ab_options(question)) != {"A", "B"}:
-            continue
-        items.append({"question": question.strip(), "answer_matching_behavior": " " + positive.strip(),
-                      "answer_not_matching_behavior": " " + negative.strip(), "id": row["id"]})
-    return items
+def hh_pairs(data: Path, held: set[str], *, held_out_only: bool = False) -> list[dict[str, Any]]:
+    """The non-held-out hh-rlhf pairs that fit (with `held_out_only`: the held-out ones, for evaluation)."""
+    rows = [hh_pair(line, row) for line, row in enumerate(_jsonl(data / HH)) if (str(line) in held) == held_out_only]
+    return [r for r in rows if r is not None]
+
+
+def caa_item(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A CAA sycophancy item in anthropic-evals' A/B shape (question, matching/not-matching answer), or None."""
+    question, _, positive = row["positive"].rpartition("\n\nAnswer:")
+    other_question, _, negative = row["negative"].rpartition("\n\nAnswer:")
+    if question != other_question or len(question) > MAX_CHARS or set(ab_options(question)) != {"A", "B"}:
+        return None
+    return {"question": question.strip(), "answer_matching_behavior": " " + positive.strip(),
+            "answer_not_matching_behavior": " " + negative.strip(), "id": row["id"]}
+
+
+def caa_items(data: Path, held: set[str], *, held_out_only: bool = False) -> list[dict[str, Any]]:
+    """The non-held-out CAA sycophancy items (with `held_out_only`: the held-out ones, for evaluation)."""
+    rows = [caa_item(row) for row in _jsonl(data / SYCOPHANCY) if (row["id"] in held) == held_out_only]
+    return [r for r in rows if r is not None]
 
 
 def survival_items(data: Path) -> list[dict[str, Any]]:
@@ -194,7 +201,7 @@ def make_data(data: Path, tasks: Iterable[str]) -> None:
         rows, fmt = pools[task]
         rows = list(rows)
         random.Random(f"fac-{task}").shuffle(rows)
-        seed, anchor = rows[: SEED_SIZE[task]], rows[SEED_SIZE[task] : SEED_SIZE[task] + ANCHOR_SIZE[task]]
+        seed, anchor = rows[:SEED_RESERVE], rows[SEED_RESERVE : SEED_RESERVE + ANCHOR_SIZE[task]]
         if fmt == "instruction":  # contrast: instruction tasks vs chat exchanges of the same shape (one turn each)
             chats = [{"messages": p["prompt"][-1:] + p["chosen"], "id": p["id"]} for p in pools["helpfulness"][0]]
             random.Random("fac-instruction-background").shuffle(chats)
@@ -209,7 +216,7 @@ def make_data(data: Path, tasks: Iterable[str]) -> None:
                   "background.jsonl": _write(folder / "background.jsonl", background)}
         _licences(data, task, folder)
         (folder / "SOURCES.md").write_text(_sources_md(task, counts), encoding="utf-8")
-        n_seed = _write(ROOT / "examples" / task / "seed.jsonl", seed)
+        n_seed = _write(ROOT / "examples" / task / "seed_reserve.jsonl", seed)
         logger.info("%s: %d items available, seed %d, anchor %d, background %d", task, len(rows), n_seed,
                     counts["anchor.jsonl"], counts["background.jsonl"])
 
@@ -239,11 +246,34 @@ def seed_fac(tasks: Iterable[str], sae: str) -> dict[str, float]:
     return facs
 
 
+def choose_seeds(tasks: Iterable[str], sae: str) -> dict[str, int]:
+    """Per task, the demo seed: the largest prefix of the reserve (in SEED_SIZES) with FAC <= SEED_FAC_MAX."""
+    import fac
+    from fac.tools.catalog.build import load_catalog_file
+    from fac.tools.coverage import activated_features
+    from fac.tools.text.datasets import read_records
+
+    space = fac.load_space(sae=sae)
+    chosen = {}
+    for task in tasks:
+        reserve = ROOT / "examples" / task / "seed_reserve.jsonl"
+        rows = [json.loads(line) for line in reserve.read_text(encoding="utf-8").splitlines()]
+        scores = space.score([r.sample for r in read_records(reserve)])
+        features = set(load_catalog_file(ASSETS / task / "catalog.json").task_features())
+        facs = {k: len(activated_features(scores[:k], space.threshold) & features) / len(features) for k in SEED_SIZES}
+        k = max((k for k, v in facs.items() if v <= SEED_FAC_MAX), default=SEED_SIZES[0])
+        _write(ROOT / "examples" / task / "seed.jsonl", rows[:k])
+        chosen[task] = k
+        logger.info("%s: FAC by seed size %s -> seed of %d items", task,
+                    ", ".join(f"{n}: {v:.3f}" for n, v in facs.items()), k)
+    return chosen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--sae", default="default", help="The SAE the catalogs are built on (default: shipped).")
-    parser.add_argument("--steps", default="data,catalog,fac")
+    parser.add_argument("--steps", default="data,catalog,seed,fac")
     parser.add_argument("--tasks", default=",".join(TASKS))
     args = parser.parse_args()
     tasks = [t for t in args.tasks.split(",") if t]
@@ -255,6 +285,8 @@ def main() -> None:
         make_data(args.data, tasks)
     if "catalog" in steps:
         build_catalogs(tasks, args.sae)
+    if "seed" in steps:
+        choose_seeds(tasks, args.sae)
     if "fac" in steps:
         seed_fac(tasks, args.sae)
 
