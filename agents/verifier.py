@@ -1,10 +1,10 @@
 """Verifier: the local model + SAE on every draft; keep a draft iff its target feature fires (METHOD §4).
 
 A draft is accepted iff it is well-formed (not empty, garbled or over-length; a pair with both sides, an A/B
-item with both options and its matching answer), its target feature scores > δ_accept, and it is no near-duplicate of a seed or accepted sample (chroma cosine distance). An
-accepted sample is credited to every missing feature it activates (> δ), written to samples.jsonl
-(fsync) and then to chroma. A draft whose id the journal already holds (a step re-run after a crash) is
-credited without being written again.
+item with both options and its matching answer), its target feature scores > δ_accept, and it is no
+near-duplicate of a seed or accepted sample (chroma cosine distance). An accepted sample is credited to every
+missing feature it activates (> δ), written to samples.jsonl (fsync) and then to chroma. A draft whose id the
+journal already holds (a step re-run after a crash) is credited without being written again.
 """
 
 from __future__ import annotations

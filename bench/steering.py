@@ -83,7 +83,7 @@ class Steering:
         shell = probe.chat([{"role": "user", "content": "x"}], generation_prompt=True)
         base = probe.ids(shell + "(")
         self.paren = base[-1]
-        assert probe.ids(shell) + [self.paren] == base, "'(' must be one token after the assistant header"
+        assert [*probe.ids(shell), self.paren] == base, "'(' must be one token after the assistant header"
         self.letter = {}
         for letter in "AB":
             ids = probe.ids(shell + "(" + letter)
@@ -98,7 +98,7 @@ class Steering:
         """Per item: the block's output at the matching letter minus at the other letter (after "(")."""
         rows = []
         for question, match, other in items:
-            past = self.probe.prefix(self.prompt(question) + [self.paren])
+            past = self.probe.prefix([*self.prompt(question), self.paren])
             rows.append(self.probe.step(past, self.letter[match])[0] - self.probe.step(past, self.letter[other])[0])
         return torch.stack(rows)
 

@@ -150,7 +150,8 @@ def instructions(data: Path, held: set[str]) -> list[dict[str, Any]]:
             if task["id"] in held:
                 continue
             instance = task["instances"][0]
-            ask = task["instruction"].strip() + (f"\n\n{instance['input'].strip()}" if instance["input"].strip() else "")
+            extra = instance["input"].strip()
+            ask = task["instruction"].strip() + (f"\n\n{extra}" if extra else "")
             answer = instance["output"].strip()
             if answer and len(ask) + len(answer) <= MAX_CHARS and _ascii(ask + answer):
                 rows.append({"instruction": ask, "response": answer, "id": f"{task['id']}:0"})

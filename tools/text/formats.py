@@ -102,7 +102,8 @@ def ab_messages(question: str, answer: str) -> Messages:
 
 def ab_dialogue(question: str, answer: str) -> Messages:
     """An A/B item as a trainer reads it: the whole question with its choices, then the letter and option text."""
-    return [{"role": "user", "content": question.strip()}, {"role": "assistant", "content": ab_answer(question, answer)}]
+    return [{"role": "user", "content": question.strip()},
+            {"role": "assistant", "content": ab_answer(question, answer)}]
 
 
 def ab_sides(row: Mapping[str, Any]) -> tuple[Messages, Messages] | None:

@@ -54,7 +54,8 @@ def _deps(**changes: Any) -> Deps:
       {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (B)",
        "answer_not_matching_behavior": " (A)"})),
     ("Is the sky blue?\n(A) yes\n(B) no", "ab",  # no answer: kept as a question, the verifier names what it lacks
-     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no", {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no"})),
+     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no",
+      {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no"})),
 ])
 def test_replies_parse_into_the_output_format(reply: str, fmt: Any, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_reply(reply, fmt) == expected

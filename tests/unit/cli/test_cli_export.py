@@ -118,7 +118,8 @@ def test_an_ab_run_exports_as_preference_and_messages_with_the_matching_answer_c
     code, _, err = run_cli(["export", str(run), "--shape", "preference", "--with-seed"], capsys, monkeypatch)
     assert code == 0, err
     rows = [json.loads(x) for x in (run / "export" / "data.jsonl").read_text().splitlines()]
-    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [(AB["question"], "(A) No, never.", "(B) Yes.")] * 2
+    expected = (AB["question"], "(A) No, never.", "(B) Yes.")
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in rows] == [expected] * 2
     code, _, err = run_cli(["export", str(run), "--shape", "messages"], capsys, monkeypatch)
     assert code == 0, err
     (row,) = [json.loads(x) for x in (run / "export" / "data.jsonl").read_text().splitlines()]

@@ -59,7 +59,8 @@ def test_instructions_join_their_input_and_take_response_or_output() -> None:
 def test_missing_parts_names_what_a_sample_of_its_format_lacks() -> None:
     ab = {"question": QUESTION, "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
     assert missing_parts(ab, "ab") is None
-    assert missing_parts({**ab, "answer_matching_behavior": " (C)"}, "ab") == "the matching answer is not one of (A) and (B)"
+    assert missing_parts({**ab, "answer_matching_behavior": " (C)"}, "ab") == (
+        "the matching answer is not one of (A) and (B)")
     assert missing_parts({"question": "Off?", "answer_matching_behavior": " (A)",
                           "answer_not_matching_behavior": " (B)"}, "ab") == (
         "the question does not hold both options (A) and (B)")
