@@ -14,6 +14,10 @@ from typing import Any
 import torch
 
 
+class _Stop(Exception):
+    """Raised by the read hook to end a pass at the block."""
+
+
 @dataclass
 class Probe:
     """A causal LM, its tokenizer and the block whose output (hidden_states[layer]) is read or steered."""
@@ -55,12 +59,16 @@ class Probe:
         return ids, mask
 
     @torch.no_grad()
-    def run(self, seqs: Sequence[list[int]], batch_size: int = 8) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Per batch: (the block's output (b, t, d_model), the logits at each sequence's last token (b, vocab))."""
+    def run(self, seqs: Sequence[list[int]], batch_size: int = 8,
+            logits: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per batch: (the block's output (b, t, d_model), the logits at each sequence's last token (b, vocab));
+        without `logits` the pass stops at the block and the second item is None."""
         captured: list[torch.Tensor] = []
 
         def keep(_m: torch.nn.Module, _a: object, output: Any) -> None:
             captured.append((output[0] if isinstance(output, tuple) else output).detach().float())
+            if not logits:
+                raise _Stop
 
         handle = self.block.register_forward_hook(keep)
         try:
@@ -68,9 +76,13 @@ class Probe:
                 chunk = seqs[start : start + batch_size]
                 ids, mask = self._batch(chunk)
                 captured.clear()
-                logits = self.model(input_ids=ids, attention_mask=mask).logits  # (b, t, vocab)
+                try:
+                    out = self.model(input_ids=ids, attention_mask=mask).logits  # (b, t, vocab)
+                except _Stop:
+                    yield captured[-1], None
+                    continue
                 last = torch.tensor([len(s) - 1 for s in chunk])
-                yield captured[-1], logits[torch.arange(len(chunk)), last].float()
+                yield captured[-1], out[torch.arange(len(chunk)), last].float()
         finally:
             handle.remove()
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from lm_probe import Probe  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 from fac.tools.text.formats import Messages, missing_parts, pair_sides  # noqa: E402
 
@@ -65,7 +66,7 @@ def features(probe: Probe, conversations: list[Messages]) -> np.ndarray:  # (n, 
         seqs.append(full[:512])
         starts.append(min(len(head), len(seqs[-1]) - 1))
     rows: list[np.ndarray] = []
-    for hidden, _ in probe.run(seqs):
+    for hidden, _ in probe.run(seqs, logits=False):
         for i in range(hidden.shape[0]):
             k = len(rows)
             rows.append(hidden[i, starts[k] : len(seqs[k])].mean(0).numpy())
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=ROOT / "bench" / "runs" / "tasks")
     parser.add_argument("--layer", type=int, default=15)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--write-results", action="store_true", help="rewrite its bench/RESULTS.md section")
     parser.add_argument("--n-eval", type=int, default=None, help="held-out pairs (default: all that fit)")
     parser.add_argument("--n", type=int, default=None, help="fac/untargeted pairs per arm (default: the fewer)")
     args = parser.parse_args()
@@ -131,11 +133,15 @@ def main() -> None:
     out = args.runs / "helpfulness" / "reward_model.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: v for k, v in results.items() if k != "arms"}))
-    print("| arm | training pairs | held-out pairwise accuracy (mean ± sd) |")
-    print("|---|---:|---:|")
-    for arm, r in results["arms"].items():
-        print(f"| {arm} | {r['n_pairs']} | {r['mean']:.3f} ± {r['sd']:.3f} |")
+    table = [f"| arm | training pairs | held-out pairwise accuracy (mean ± sd over {args.seeds} bootstrap seeds) |",
+             "|---|---:|---:|"]
+    table += [f"| {arm} | {r['n_pairs']} | {r['mean']:.3f} ± {r['sd']:.3f} |" for arm, r in results["arms"].items()]
+    body = (f"## Downstream: reward model (helpfulness)\n\n`python bench/reward_model.py` (layer {args.layer}, "
+            f"{len(evaluation)} held-out hh-rlhf pairs; fac kept {len(fac)} complete pairs, untargeted "
+            f"{len(untargeted)}, {n} of each used; {results['seconds']} s):\n\n" + "\n".join(table) + "\n")
+    print(body)
+    if args.write_results:
+        write_section("## Downstream: reward model (helpfulness)", body)
 
 
 if __name__ == "__main__":

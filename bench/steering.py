@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "examples"))
 
 from lm_probe import Probe  # noqa: E402
+from results_file import write_section  # noqa: E402
 
 from fac.tools.text.formats import ab_letter, ab_options, missing_parts  # noqa: E402
 
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=15)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--n-eval", type=int, default=200)
+    parser.add_argument("--write-results", action="store_true", help="rewrite this task's bench/RESULTS.md section")
     parser.add_argument("--multiplier", type=float, default=1.0, help="steer at +M and -M (default 1, as CAA)")
     parser.add_argument("--n", type=int, default=None, help="fac/untargeted items per arm (default: the fewer)")
     args = parser.parse_args()
@@ -168,12 +170,18 @@ def main() -> None:
     out = args.runs / args.task / "steering.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: v for k, v in results.items() if k != "arms"}))
-    print("| arm | items | matching at +1 | at -1 | control rate (mean ± sd) |")
-    print("|---|---:|---:|---:|---:|")
-    for arm, r in results["arms"].items():
-        print(f"| {arm} | {r['n_items']} | {r['plus_mean']:.3f} | {r['minus_mean']:.3f} | "
-              f"{r['control_mean']:.3f} ± {r['control_sd']:.3f} |")
+    m = args.multiplier
+    table = [f"| arm | training items | matching rate at +{m:g} | at -{m:g} | control rate (mean ± sd over "
+             f"{args.seeds} bootstrap seeds) |", "|---|---:|---:|---:|---:|"]
+    table += [f"| {arm} | {r['n_items']} | {r['plus_mean']:.3f} | {r['minus_mean']:.3f} | "
+              f"{r['control_mean']:+.3f} ± {r['control_sd']:.3f} |" for arm, r in results["arms"].items()]
+    body = (f"## Downstream: steering ({args.task})\n\n`python bench/steering.py --task {args.task}` "
+            f"(layer {args.layer}, {results['n_eval']} held-out items, unsteered matching rate "
+            f"{results['unsteered_matching_rate']:.3f}; fac kept {len(fac)} complete A/B items, untargeted "
+            f"{len(untargeted)}, {n} of each used; {results['seconds']} s):\n\n" + "\n".join(table) + "\n")
+    print(body)
+    if args.write_results:
+        write_section(f"## Downstream: steering ({args.task})", body)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ MAX_CHARS = 900  # a pair side / an item as the model reads it: keeps a catalog 
 SEED_RESERVE = 40  # items set aside for the demo seed before the anchor is cut (the seed never changes the anchor)
 SEED_SIZES = (5, 10, 15, 20, 25, 30, 35, 40)  # the seed step keeps the largest of these whose FAC stays <= SEED_FAC_MAX
 SEED_FAC_MAX = 0.85
-ANCHOR_SIZE = {"helpfulness": 500, "sycophancy": 500, "survival_instinct": 700, "instruction_following": 400}
+ANCHOR_SIZE = {"helpfulness": 300, "sycophancy": 500, "survival_instinct": 700, "instruction_following": 400}
 HH = "hh-rlhf/harmless-base/test.jsonl.gz"
 SURVIVAL_LM = "anthropic-evals/advanced-ai-risk/lm_generated_evals/survival-instinct.jsonl"
 SURVIVAL_HUMAN = "anthropic-evals/advanced-ai-risk/human_generated_evals/survival-instinct.jsonl"
