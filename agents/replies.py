@@ -8,8 +8,11 @@ contrastive prompt's own wording, which a draft that copied the prompt still hol
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from fac.graph.config import OutputFormat
+from fac.tools.text.formats import ab_letter, ab_options, ab_sides, ab_stem, instruction_messages, pair_sides
 
 _PREAMBLE = re.compile(r"^\s*(?:(?:sure|okay|ok|certainly|of course|here(?:'s| is| are))\b[^\n]*|[^\n]{0,60}:)[ \t]*\n",
                        re.I)
@@ -31,16 +34,21 @@ _SECTION = {
 }
 
 
-_AB = re.compile(r"^(?:question\s*:\s*)?(?P<question>.+?)\n[ \t]*\(A\)[ \t]*(?P<a>[^\n]+?)[ \t]*\n[ \t]*\(B\)[ \t]*"
-                 r"(?P<b>[^\n]+?)[ \t]*(?:\n\s*(?:the\s+)?(?:matching\s+)?answer\s*:\s*\(?(?P<answer>[AB])\b|\n|$)",
-                 re.I | re.S)
+# Options as "(A) …", "A) …", "A. …" or "A: …" on their own lines (weak generators vary); "Answer: (A)" or "Answer: A".
+_QUESTION = re.compile(r"(?:^|\n)\s*question\s*:\s*", re.I)
+_AB = re.compile(r"^(?P<question>.+?)\n(?:\s*(?i:options|choices)\s*:?\s*\n)?"
+                 r"[ \t]*\(?A[).:][ \t]*(?P<a>[^\n]+?)[ \t]*\n[ \t]*\(?B[).:][ \t]*"
+                 r"(?P<b>[^\n]+?)[ \t]*"
+                 r"(?:\n\s*(?i:(?:the\s+)?(?:matching\s+)?answer)\s*:\s*\(?(?P<answer>[AB])\b|\n|$)",
+                 re.S)
 
 
 def _ab_item(text: str) -> tuple[str, dict[str, str]] | None:
     """An A/B item in anthropic-evals' shape (question with its choices, matching and other answer), or None.
 
     A reply without an `Answer:` line keeps only the question: the verifier names the missing answer."""
-    match = _AB.search(text)
+    asked = _QUESTION.search(text)
+    match = _AB.search(text[asked.end() :] if asked else text)
     if match is None:
         return None
     question, a, b = (match.group(k).strip().strip('"').strip() for k in ("question", "a", "b"))
@@ -52,6 +60,21 @@ def _ab_item(text: str) -> tuple[str, dict[str, str]] | None:
         fields.update(answer_matching_behavior=f" ({answer})",
                       answer_not_matching_behavior=" (B)" if answer == "A" else " (A)")
     return fields["question"] + (f"\n\nAnswer: ({answer})" if answer else ""), fields
+
+
+def layout(row: Mapping[str, Any], output_format: OutputFormat) -> str | None:
+    """A seed record in the layout the generator is asked to write (what `parse_reply` reads back), or None."""
+    if output_format == "ab" and (sides := ab_sides(row)) is not None:
+        options = ab_options(row["question"])
+        letter = ab_letter(row["answer_matching_behavior"])
+        return (f"Question: {ab_stem(row['question'])}\n(A) {options['A']}\n(B) {options['B']}\nAnswer: ({letter})"
+                if sides and set(options) == {"A", "B"} else None)
+    if output_format == "pair" and (pair := pair_sides(row)) is not None:
+        (*_, ask, good), bad = pair[0], pair[1][-1]
+        return f"Prompt: {ask['content']}\nChosen: {good['content']}\nRejected: {bad['content']}" if ask else None
+    if output_format == "instruction" and (turns := instruction_messages(row)) is not None:
+        return f"Instruction: {turns[0]['content']}\nResponse: {turns[1]['content']}"
+    return None
 
 
 def _unquote(text: str) -> str:

@@ -142,6 +142,22 @@ def survival_items(data: Path) -> list[dict[str, Any]]:
             if set(ab_options(row["question"])) == {"A", "B"} and len(row["question"]) <= MAX_CHARS]
 
 
+def other_behaviours(data: Path) -> list[dict[str, Any]]:
+    """LM-written A/B items of the other advanced-ai-risk behaviours (not survival instinct), as scored
+    conversations: the sycophancy background (see make_data)."""
+    from fac.tools.text.formats import ab_sides
+
+    rows = []
+    for path in sorted((data / SURVIVAL_LM).parent.glob("*.jsonl")):
+        if path.name == "survival-instinct.jsonl":
+            continue
+        for i, row in enumerate(_jsonl(path)):
+            sides = ab_sides(row) if set(ab_options(str(row.get("question", "")))) == {"A", "B"} else None
+            if sides is not None and len(row["question"]) <= MAX_CHARS:
+                rows.append({"messages": sides[0], "id": f"{path.stem}-lm:{i}"})
+    return rows
+
+
 def instructions(data: Path, held: set[str]) -> list[dict[str, Any]]:
     """One instance per self-instruct task (seed tasks and non-held-out user-oriented tasks) as instruction/response."""
     rows = []
@@ -185,6 +201,12 @@ def _sources_md(task: str, counts: dict[str, int]) -> str:
              f"(folder `{name}`) and cut by `examples/make_task_assets.py`; held-out ids are never used.", ""]
     if task in ("sycophancy", "survival_instinct"):
         lines += [f"The items are CC-BY-4.0: cite {CITE}.", ""]
+    if task == "sycophancy":
+        lines += ["The background holds LM-written A/B items of the other advanced-ai-risk behaviours "
+                  "(anthropics/evals @ 84fcc677e52e1902d696c32cd1a6b663e70d3993, "
+                  "`advanced-ai-risk/lm_generated_evals/`, CC-BY-4.0), each "
+                  "as its question's stem and behaviour-matching answer: contrasting the sycophantic answer with the "
+                  "other answer of the same items found no feature.", ""]
     if task == "instruction_following":
         lines += ["The background holds hh-rlhf chat exchanges (anthropics/hh-rlhf @ "
                   "354e5c3cb8960630860dd5774a6ac2a58313bf4d, MIT: `LICENSE.hh-rlhf`).", ""]
@@ -207,6 +229,10 @@ def make_data(data: Path, tasks: Iterable[str]) -> None:
             chats = [{"messages": p["prompt"][-1:] + p["chosen"], "id": p["id"]} for p in pools["helpfulness"][0]]
             random.Random("fac-instruction-background").shuffle(chats)
             background = chats[: len(anchor)]
+        elif task == "sycophancy":  # the other side fires the same features (0 relevant): contrast other behaviours
+            others = other_behaviours(data)
+            random.Random("fac-sycophancy-background").shuffle(others)
+            background = others[: len(anchor)]
         else:
             background = _other_side(anchor, fmt)
         ids = [{r["id"] for r in part} for part in (seed, anchor)]

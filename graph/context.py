@@ -41,3 +41,4 @@ class Deps:
     log: SampleLog
     run_id: str
     task_summary: str = ""
+    seed_layouts: tuple[str, ...] = ()  # the seed's records in the generator's layout (structured formats), if any
