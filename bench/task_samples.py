@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--budget-tokens", type=int, default=20_000)
     parser.add_argument("--methods", default="fac,untargeted")
     parser.add_argument("--out", type=Path, default=RUNS)
+    parser.add_argument("--write-results", action="store_true", help="rewrite the bench/RESULTS.md section")
     args = parser.parse_args()
 
     from synthesis import run_fac
@@ -100,8 +101,30 @@ def main() -> None:
             raise SystemExit(f"unknown method {method}")
         summary[method]["seconds"] = round(time.time() - t0)
     summary["seconds"] = round(time.time() - started)
-    (out / f"summary-{'-'.join(args.methods.split(','))}.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary))
+    if args.write_results:
+        write_results(args.out)
+
+
+def write_results(runs: Path) -> None:
+    """bench/RESULTS.md's section: per task, what the fac run and the untargeted drafts kept."""
+    from results_file import write_section
+
+    lines = ["## Downstream: task samples", "", "`python bench/task_samples.py --task T` (the embedded "
+             "SmolLM2-135M-Instruct as generator, the demo seed, the same generator-token budget per method; "
+             "kept = complete samples of the format, for fac also verified):", "",
+             "| task | format | budget | fac: kept (drafts rejected, why) | FAC before → after "
+             "| untargeted: complete / drafts | time |", "|---|---|---:|---|---|---|---:|"]
+    for path in sorted(runs.glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        fac, un = s.get("fac", {}), s.get("untargeted", {})
+        why = ", ".join(f"{k} {v}" for k, v in sorted(fac.get("rejections", {}).items()))
+        lines.append(f"| {s['task']} | {s['format']} | {s['budget_tokens']:,} | {fac.get('kept', '–')} ({why}) "
+                     "| "
+                     f"{fac.get('fac_before', 0):.3f} → {fac.get('fac', 0):.3f} | {un.get('kept', '–')} / "
+                     f"{un.get('drafts', '–')} | {s['seconds']} s |")
+    write_section("## Downstream: task samples", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
