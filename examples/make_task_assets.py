@@ -183,6 +183,14 @@ def _other_side(rows: list[dict[str, Any]], fmt: str) -> list[dict[str, Any]]:
     return [{"messages": s[1], "id": r["id"]} for r, s in zip(rows, sides, strict=True) if s is not None]
 
 
+def instruction_messages_of(row: dict[str, Any]) -> list[dict[str, str]]:
+    from fac.tools.text.formats import instruction_messages
+
+    messages = instruction_messages(row)
+    assert messages is not None
+    return messages
+
+
 def _licences(data: Path, task: str, folder: Path) -> None:
     source = SOURCES[task][0]
     if source == "caa-sycophancy":
@@ -192,6 +200,8 @@ def _licences(data: Path, task: str, folder: Path) -> None:
         shutil.copyfile(data / source / "LICENSE", folder / "LICENSE")
     if task == "instruction_following":
         shutil.copyfile(data / "hh-rlhf" / "LICENSE", folder / "LICENSE.hh-rlhf")
+    if task == "helpfulness":
+        shutil.copyfile(data / "self-instruct" / "LICENSE", folder / "LICENSE.self-instruct")
 
 
 def _sources_md(task: str, counts: dict[str, int]) -> str:
@@ -207,6 +217,10 @@ def _sources_md(task: str, counts: dict[str, int]) -> str:
                   "`advanced-ai-risk/lm_generated_evals/`, CC-BY-4.0), each "
                   "as its question's stem and behaviour-matching answer: contrasting the sycophantic answer with the "
                   "other answer of the same items found no feature.", ""]
+    if task == "helpfulness":
+        lines += ["The background holds self-instruct tasks (yizhongw/self-instruct @ "
+                  "0b26ccaa415992100fa32df62d41b994cf928e23, Apache-2.0: `LICENSE.self-instruct`) as one user and one "
+                  "assistant turn: contrasting each pair's chosen with its rejected side found no feature.", ""]
     if task == "instruction_following":
         lines += ["The background holds hh-rlhf chat exchanges (anthropics/hh-rlhf @ "
                   "354e5c3cb8960630860dd5774a6ac2a58313bf4d, MIT: `LICENSE.hh-rlhf`).", ""]
@@ -229,6 +243,11 @@ def make_data(data: Path, tasks: Iterable[str]) -> None:
             chats = [{"messages": p["prompt"][-1:] + p["chosen"], "id": p["id"]} for p in pools["helpfulness"][0]]
             random.Random("fac-instruction-background").shuffle(chats)
             background = chats[: len(anchor)]
+        elif task == "helpfulness":  # chosen vs rejected found no feature: contrast instruction tasks (one turn)
+            tasks_ = [{"messages": instruction_messages_of(r), "id": r["id"]}
+                      for r in pools["instruction_following"][0]]
+            random.Random("fac-helpfulness-background").shuffle(tasks_)
+            background = tasks_[: len(anchor)]
         elif task == "sycophancy":  # the other side fires the same features (0 relevant): contrast other behaviours
             others = other_behaviours(data)
             random.Random("fac-sycophancy-background").shuffle(others)
