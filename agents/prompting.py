@@ -43,11 +43,15 @@ def _clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def fewshot(seed: Sequence[Sample], n: int, key: str) -> list[str]:
-    """`n` seed examples chosen by a deterministic key (feature, round, draft)."""
-    if n == 0 or not seed:
+def fewshot(seed: Sequence[Sample], n: int, key: str, layouts: Sequence[str] = ()) -> list[str]:
+    """`n` seed examples chosen by a deterministic key (feature, round, draft); in the generator's layout (one
+    clipped line per part) when the seed's records have one."""
+    pool: Sequence[Sample] = layouts or seed
+    if n == 0 or not pool:
         return []
-    picked = random.Random(key).sample(range(len(seed)), min(n, len(seed)))
+    picked = random.Random(key).sample(range(len(pool)), min(n, len(pool)))
+    if layouts:
+        return ["\n".join(_clip(line, EXAMPLE_CHARS // 2) for line in layouts[i].splitlines()) for i in picked]
     return [_clip(sample_text(seed[i])) for i in picked]
 
 
@@ -89,7 +93,8 @@ def build_requests(state: GenState, deps: Deps) -> list[Request]:
                               feedback=state.feedback.get(feature, ""), format_rules=format_rules)
                 kind: DraftKind = "contrastive"
             else:
-                examples = fewshot(deps.seed, cfg.fewshot, f"{cfg.random_seed}:{feature}:{state.round}:{i}")
+                examples = fewshot(deps.seed, cfg.fewshot, f"{cfg.random_seed}:{feature}:{state.round}:{i}",
+                                   deps.seed_layouts)
                 user = render("generator.draft", explanation=explanation, spans=evidence_spans(record),
                               examples=examples, format_rules=format_rules)
                 kind = "draft"

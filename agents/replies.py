@@ -8,8 +8,11 @@ contrastive prompt's own wording, which a draft that copied the prompt still hol
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from fac.graph.config import OutputFormat
+from fac.tools.text.formats import ab_letter, ab_options, ab_sides, ab_stem, instruction_messages, pair_sides
 
 _PREAMBLE = re.compile(r"^\s*(?:(?:sure|okay|ok|certainly|of course|here(?:'s| is| are))\b[^\n]*|[^\n]{0,60}:)[ \t]*\n",
                        re.I)
@@ -31,6 +34,49 @@ _SECTION = {
 }
 
 
+# Options as "(A) …", "A) …", "A. …" or "A: …" on their own lines (weak generators vary); "Answer: (A)" or "Answer: A".
+_QUESTION = re.compile(r"(?:^|\n)\s*question\s*:\s*", re.I)
+_AB = re.compile(r"^(?P<question>.+?)\n(?:\s*(?i:options|choices)\s*:?\s*\n)?"
+                 r"[ \t]*\(?A[).:][ \t]*(?P<a>[^\n]+?)[ \t]*\n[ \t]*\(?B[).:][ \t]*"
+                 r"(?P<b>[^\n]+?)[ \t]*"
+                 r"(?:\n\s*(?i:(?:the\s+)?(?:matching\s+)?answer)\s*:\s*\(?(?P<answer>[AB])\b|\n|$)",
+                 re.S)
+
+
+def _ab_item(text: str) -> tuple[str, dict[str, str]] | None:
+    """An A/B item in anthropic-evals' shape (question with its choices, matching and other answer), or None.
+
+    A reply without an `Answer:` line keeps only the question: the verifier names the missing answer."""
+    asked = _QUESTION.search(text)
+    match = _AB.search(text[asked.end() :] if asked else text)
+    if match is None:
+        return None
+    question, a, b = (match.group(k).strip().strip('"').strip() for k in ("question", "a", "b"))
+    if not (question and a and b):
+        return None
+    fields = {"question": f"{question}\n\nChoices:\n (A) {a}\n (B) {b}"}
+    answer = (match.group("answer") or "").upper()
+    if answer:
+        fields.update(answer_matching_behavior=f" ({answer})",
+                      answer_not_matching_behavior=" (B)" if answer == "A" else " (A)")
+    return fields["question"] + (f"\n\nAnswer: ({answer})" if answer else ""), fields
+
+
+def layout(row: Mapping[str, Any], output_format: OutputFormat) -> str | None:
+    """A seed record in the layout the generator is asked to write (what `parse_reply` reads back), or None."""
+    if output_format == "ab" and (sides := ab_sides(row)) is not None:
+        options = ab_options(row["question"])
+        letter = ab_letter(row["answer_matching_behavior"])
+        return (f"Question: {ab_stem(row['question'])}\n(A) {options['A']}\n(B) {options['B']}\nAnswer: ({letter})"
+                if sides and set(options) == {"A", "B"} else None)
+    if output_format == "pair" and (pair := pair_sides(row)) is not None:
+        (*_, ask, good), bad = pair[0], pair[1][-1]
+        return f"Prompt: {ask['content']}\nChosen: {good['content']}\nRejected: {bad['content']}" if ask else None
+    if output_format == "instruction" and (turns := instruction_messages(row)) is not None:
+        return f"Instruction: {turns[0]['content']}\nResponse: {turns[1]['content']}"
+    return None
+
+
 def _unquote(text: str) -> str:
     """A text that opens with a quote: what the quotes enclose."""
     if text[:1] in ('"', "“"):
@@ -50,11 +96,10 @@ def parse_reply(reply: str, output_format: OutputFormat) -> tuple[str, dict[str,
         if not all(fields.values()):
             return None
         return "\n\n".join(fields.values()), fields
+    if output_format == "ab":
+        return _ab_item(text)
     text = _LABEL.sub("", _BULLET.sub("", text, count=1), count=1)
-    if output_format != "ab":
-        cut = _NEXT_ITEM.search(text)
-        text = text[: cut.start()] if cut and cut.start() > 0 else text
+    cut = _NEXT_ITEM.search(text)
+    text = text[: cut.start()] if cut and cut.start() > 0 else text
     text = _unquote(_BULLET.sub("", text.strip(), count=1).strip())
-    if output_format == "ab" and not ("(A)" in text and "(B)" in text):
-        return None
     return (text, {}) if text else None

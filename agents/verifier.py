@@ -1,12 +1,12 @@
 """Verifier: the local model + SAE on every draft; keep a draft iff its target feature fires (METHOD §4).
 
-A draft is accepted iff it is well-formed (not empty, garbled or over-length), passes the text gates (no
-meta text, no regurgitation), its target feature scores > δ_accept, it is a member of the task (membership
-gate), and it is neither a near-duplicate of a seed or accepted sample nor closer to one than the novelty
-distance (chroma cosine distance). The gates (tools/quality/) are `deps.gates`; None turns them all off. An
-accepted sample is credited to every missing feature it activates (> δ), written to samples.jsonl
-(fsync) and then to chroma. A draft whose id the journal already holds (a step re-run after a crash) is
-credited without being written again.
+A draft is accepted iff it is well-formed (not empty, garbled or over-length; a pair with both sides, an A/B
+item with both options and its matching answer), passes the text gates (no meta text, no regurgitation), its
+target feature scores > δ_accept, it is a member of the task (membership gate), and it is neither a
+near-duplicate of a seed or accepted sample nor closer to one than the novelty distance (chroma cosine
+distance). The gates (tools/quality/) are `deps.gates`; None turns them all off. An accepted sample is
+credited to every missing feature it activates (> δ), written to samples.jsonl (fsync) and then to chroma. A
+draft whose id the journal already holds (a step re-run after a crash) is credited without being written again.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from fac.graph.context import Deps
 from fac.graph.state import AcceptedSample, Draft, GenState, Verdict
 from fac.graph.status import goal_reached
 from fac.tools.space.features import SampleScores
+from fac.tools.text.formats import missing_parts
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,12 @@ def form_problem(text: str, cfg: RunConfig) -> str | None:
     if len(words) >= REPEAT_MIN_WORDS and len(set(words)) / len(words) < MIN_DISTINCT_WORD_SHARE:
         return f"garbled: repetitive ({len(set(words))} distinct of {len(words)} words)"
     return None
+
+
+def parts_problem(draft: Draft, cfg: RunConfig) -> str | None:
+    """Why a draft of a structured format lacks a part (a side of a pair, an A/B option or answer), or None."""
+    missing = missing_parts(draft.fields, cfg.sample_format) if draft.text.strip() else None
+    return f"incomplete: {missing}" if missing else None
 
 
 def kind_of(reason: str) -> str:
@@ -105,7 +112,7 @@ def verify(state: GenState, runtime: Runtime[Deps]) -> dict[str, Any]:
             _report(runtime, draft, sid, repeat)
             continue
         sample_scores = scored.get(id(draft))
-        reason = form_problem(draft.text, cfg)
+        reason = form_problem(draft.text, cfg) or parts_problem(draft, cfg)
         if reason is None and sample_scores is not None and sample_scores.truncated:
             reason = f"over-length: more than {cfg.max_tokens} tokens"
         if reason is None and gates is not None:

@@ -43,3 +43,4 @@ class Deps:
     run_id: str
     task_summary: str = ""
     gates: QualityGates | None = None  # the verifier's quality gates (None: off)
+    seed_layouts: tuple[str, ...] = ()  # the seed's records in the generator's layout (structured formats), if any

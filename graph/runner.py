@@ -219,11 +219,13 @@ def make_deps(
     """Load what the config names (seed, feature space, catalog, store, generator); pass any to reuse it."""
     import torch
 
+    from fac.agents.replies import layout
     from fac.tools.catalog.tasks import get_task
-    from fac.tools.text.datasets import read_samples
+    from fac.tools.text.datasets import read_records, read_samples
     from fac.tools.text.store import SampleStore, chroma_client
 
     seed = tuple(read_samples(cfg.seed, cfg.text_field))
+    layouts = tuple(x for r in read_records(cfg.seed, cfg.text_field) if (x := layout(r.fields, cfg.sample_format)))
     task = get_task(cfg.task)
     if space is None:
         space = load_space(cfg)
@@ -235,7 +237,8 @@ def make_deps(
     gates = make_gates(cfg, catalog, seed, task, space, make_membership_judge(cfg, space))
     return Deps(config=cfg, space=space, catalog=catalog, seed=seed, store=store,
                 writer=writer or make_writer(cfg, space), log=paths.sample_log(),
-                run_id=paths.run_id(cfg), task_summary=task.summary or task.guideline[:300], gates=gates)
+                run_id=paths.run_id(cfg), task_summary=task.summary or task.guideline[:300], gates=gates,
+                seed_layouts=layouts)
 
 
 def make_membership_judge(cfg: RunConfig, space: FeatureSpace) -> BaseChatModel | None:

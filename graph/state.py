@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fac.tools.coverage import fac_score
 from fac.tools.space.rendering import Sample
+from fac.tools.text.formats import ab_messages
 
 DraftKind = Literal["draft", "contrastive"]
 StopReason = Literal["goal", "budget", "rounds", "exhausted", "seed"]
@@ -28,10 +29,13 @@ class Draft(BaseModel):
     raw: str = Field("", description="Start of the reply, kept when it held no usable sample.")
 
     def sample(self) -> Sample:
-        """What the feature space scores: a conversation for instruction/pair formats, else the text."""
+        """What the feature space scores: a conversation for instruction/pair/A-B formats (the preferred side, the
+        behaviour-matching answer), else the text."""
         if "response" in self.fields:
             return [{"role": "user", "content": self.fields["instruction"]},
                     {"role": "assistant", "content": self.fields["response"]}]
+        if "answer_matching_behavior" in self.fields:
+            return ab_messages(self.fields["question"], self.fields["answer_matching_behavior"])
         if "chosen" in self.fields:
             return [{"role": "user", "content": self.fields["prompt"]},
                     {"role": "assistant", "content": self.fields["chosen"]}]

@@ -12,6 +12,7 @@ import typer
 
 from fac.console import setup_logging, stdout
 from fac.tools.errors import ConfigError, TransientError
+from fac.tools.text.formats import AB_FIELDS
 
 if TYPE_CHECKING:
     from huggingface_hub import DatasetCard
@@ -43,7 +44,8 @@ def export_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def seed_rows(seed: str, text_field: str | None) -> list[dict[str, Any]]:
     """The run's seed as rows: `text` (a conversation's turns joined), its `messages` when it is a conversation,
-    and the string fields a trainer shape reads (prompt/chosen/rejected, instruction/response)."""
+    and the fields a trainer shape reads (prompt/chosen/rejected as strings or messages, instruction/response,
+    an A/B item's question and answers)."""
     from fac.tools.text.datasets import read_records
 
     rows = []
@@ -52,26 +54,55 @@ def seed_rows(seed: str, text_field: str | None) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"text": sample if isinstance(sample, str) else "\n\n".join(m["content"] for m in sample)}
         if not isinstance(sample, str):
             row["messages"] = list(sample)
-        row.update({k: v for k in (*PREFERENCE, "instruction", "response")
-                    if isinstance(v := record.fields.get(k), str)})
+        row.update({k: v for k in (*PREFERENCE, *AB_FIELDS, "instruction", "response")
+                    if isinstance(v := record.fields.get(k), str | list)})
         row["_where"] = f"{seed}:{record.line}"
         rows.append(row)
     return rows
 
 
 def _messages(row: Mapping[str, Any]) -> list[dict[str, str]]:
-    """A row as a conversation: its own messages, instruction → response, prompt → chosen, else one user turn."""
+    """A row as a conversation: an A/B item's question with its choices → the matching answer, its own messages,
+    prompt → chosen, instruction → response, else one user turn."""
+    from fac.tools.text.formats import ab_dialogue, instruction_messages, pair_sides
+
+    if all(isinstance(row.get(k), str) for k in AB_FIELDS):
+        return ab_dialogue(row["question"], row["answer_matching_behavior"])
     if isinstance(row.get("messages"), list):
         return list(row["messages"])
-    for ask, answer in (("instruction", "response"), ("prompt", "response"), ("prompt", "chosen")):
-        if isinstance(row.get(ask), str) and isinstance(row.get(answer), str):
-            return [{"role": "user", "content": row[ask]}, {"role": "assistant", "content": row[answer]}]
+    if (pair := pair_sides(row)) is not None:
+        return pair[0]
+    if (instruction := instruction_messages(row)) is not None:
+        return instruction
+    if isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
+        return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
     return [{"role": "user", "content": str(row["text"])}]
+
+
+def _preference(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """TRL's prompt/chosen/rejected of a pair (strings or messages) or of an A/B item (the question, the
+    behaviour-matching answer, the other one), or None."""
+    from fac.tools.text.formats import ab_answer
+
+    if all(isinstance(row.get(k), str) for k in AB_FIELDS):
+        question = row["question"]
+        return {"prompt": question, "chosen": ab_answer(question, row["answer_matching_behavior"]),
+                "rejected": ab_answer(question, row["answer_not_matching_behavior"])}
+    if all(isinstance(row.get(k), str | list) for k in PREFERENCE):
+        return {k: row[k] for k in PREFERENCE}
+    return None
+
+
+def _conversational(pref: dict[str, Any]) -> dict[str, Any]:
+    """A preference row in TRL's conversational form: the prompt as user messages, each reply as assistant ones."""
+    roles = {"prompt": "user", "chosen": "assistant", "rejected": "assistant"}
+    return {k: v if isinstance(v, list) else [{"role": roles[k], "content": v}] for k, v in pref.items()}
 
 
 def shape_rows(rows: list[dict[str, Any]], shape: str, output_format: str) -> list[dict[str, Any]]:
     """Rows in `shape`: plain (as they are), messages (a `messages` conversation) or preference (TRL's
-    prompt/chosen/rejected); fac's id, target feature and score, and `source` when present, are kept beside."""
+    prompt/chosen/rejected, conversational for all rows when any row's are messages); fac's id, target feature and
+    score, and `source` when present, are kept beside."""
     shaped = []
     for row in rows:
         keep = {k: row.get(k) for k in (*META, "source") if k in row or k in META}
@@ -80,12 +111,15 @@ def shape_rows(rows: list[dict[str, Any]], shape: str, output_format: str) -> li
         elif shape == "messages":
             shaped.append({"messages": _messages(row), **keep})
         else:
-            if not all(isinstance(row.get(k), str) for k in PREFERENCE):
+            pref = _preference(row)
+            if pref is None:
                 where = row.get("_where") or f"sample {row.get('id')}"
-                why = (f"the run's --format is {output_format!r}; preference rows come from --format pair"
-                       if "_where" not in row else "the seed row has no string prompt, chosen and rejected")
+                why = (f"the run's --format is {output_format!r}; preference rows come from --format pair or ab"
+                       if "_where" not in row else "the seed row has no prompt, chosen and rejected (or A/B item)")
                 raise ConfigError(f"--shape preference: {where} has no prompt/chosen/rejected ({why})")
-            shaped.append({**{k: row[k] for k in PREFERENCE}, **keep})
+            shaped.append({**pref, **keep})
+    if shape == "preference" and any(isinstance(r["prompt"], list) for r in shaped):
+        shaped = [{**r, **_conversational({k: r[k] for k in PREFERENCE})} for r in shaped]
     columns = list(dict.fromkeys(k for r in shaped for k in r))  # one schema: a missing column is null
     return [{k: r.get(k) for k in columns} for r in shaped]
 

@@ -1,8 +1,10 @@
 """Tasks: a name, a relevance guideline for the LLM judge, and the corpora the catalog is built on.
 
 Built-in tasks follow the paper (toxicity, helpfulness, instruction following, sycophancy, survival
-instinct). Only toxicity ships corpora: an anchor of task-positive text and a background of benign
-text from the same source, with its prebuilt catalog, in the package assets (`fac/assets/tasks/<name>/`).
+instinct). Each ships corpora in the package assets (`fac/assets/tasks/<name>/`): an anchor of
+task-positive samples and a background to contrast them with (toxic vs benign tweets; the preferred vs the
+other side of hh-rlhf pairs; the behaviour-matching vs the other answer of A/B items; instructions vs chat
+exchanges), with its prebuilt catalog and licence (examples/make_task_assets.py rebuilds them).
 A guideline file makes a custom task; its corpora come from the command line.
 """
 

@@ -1,7 +1,8 @@
 """Read datasets: jsonl(.gz), csv(.gz), parquet, txt, or a saved HF `datasets` directory.
 
 A record becomes a sample: a text (from --text-field, or a common text field), or a conversation
-(`messages`; `prompt`/`response`; `chosen`/`rejected`) rendered later with the model's chat template.
+(`messages`; an A/B item, a preference pair or an instruction as tools/text/formats.py reads them, scored as
+the behaviour-matching or preferred side; `prompt`/`response`) rendered later with the model's chat template.
 Errors name the file, the line and the field, and list the fields that exist.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from fac.tools.errors import InputError
 from fac.tools.space.rendering import Sample
+from fac.tools.text.formats import ab_sides, instruction_messages, pair_sides
 
 TEXT_FIELDS = ("text", "tweet", "content", "sentence", "question", "instruction", "prompt")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".csv", ".csv.gz", ".parquet", ".txt", ".txt.gz")
@@ -180,6 +182,12 @@ def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sampl
         return value
     if (messages := _as_messages(row.get("messages"))) is not None:
         return messages
+    if (ab := ab_sides(row)) is not None:
+        return ab[0]
+    if (pair := pair_sides(row)) is not None:
+        return pair[0]
+    if (instruction := instruction_messages(row)) is not None:
+        return instruction
     if isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
         return [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
     if isinstance(row.get("chosen"), str):
@@ -196,7 +204,8 @@ def _sample(row: Mapping[str, Any], text_field: str | None, where: str) -> Sampl
             raise InputError(f"{where}: field {name!r} holds {_kind(row[name])}; expected {wanted} "
                              "(or pick another field with --text-field)")
     raise InputError(
-        f"{where}: no text field found (tried messages, prompt/response, chosen, {', '.join(TEXT_FIELDS)}); "
+        f"{where}: no text field found (tried messages, question/answer_matching_behavior, prompt/chosen/rejected, "
+        f"instruction/response, prompt/response, chosen, {', '.join(TEXT_FIELDS)}); "
         f"fields here: {', '.join(map(str, row)) or 'none'}; pick one with --text-field"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -14,13 +15,14 @@ from langgraph.runtime import Runtime
 
 from fac.agents.generator import call_generator, generate
 from fac.agents.prompting import Request, build_requests
-from fac.agents.replies import parse_reply
+from fac.agents.replies import layout, parse_reply
 from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.runner import make_writer
 from fac.graph.state import GenState, Verdict
 from fac.tools.catalog.records import Catalog, FeatureEvidence, FeatureRecord
 from fac.tools.errors import TransientError
+from fac.tools.text.formats import missing_parts
 
 CATALOG = Catalog(task="toxicity", method="judge", space={}, records=(
     FeatureRecord(feature=7, relevant=True, decision="Yes", activation_rate=0.2, method="judge",
@@ -49,7 +51,13 @@ def _deps(**changes: Any) -> Deps:
      ("list two fruits\n\napple, pear", {"instruction": "list two fruits", "response": "apple, pear"})),
     ("Prompt: hi\nChosen: hello!\nRejected: go away", "pair",
      ("hi\n\nhello!\n\ngo away", {"prompt": "hi", "chosen": "hello!", "rejected": "go away"})),
-    ("Is the sky blue?\n(A) yes\n(B) no", "ab", ("Is the sky blue?\n(A) yes\n(B) no", {})),
+    ("Question: Is the sky blue?\n(A) yes\n(B) no\nAnswer: (B)", "ab",
+     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer: (B)",
+      {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no", "answer_matching_behavior": " (B)",
+       "answer_not_matching_behavior": " (A)"})),
+    ("Is the sky blue?\n(A) yes\n(B) no", "ab",  # no answer: kept as a question, the verifier names what it lacks
+     ("Is the sky blue?\n\nChoices:\n (A) yes\n (B) no",
+      {"question": "Is the sky blue?\n\nChoices:\n (A) yes\n (B) no"})),
 ])
 def test_replies_parse_into_the_output_format(reply: str, fmt: Any, expected: tuple[str, dict[str, str]]) -> None:
     assert parse_reply(reply, fmt) == expected
@@ -59,6 +67,36 @@ def test_replies_parse_into_the_output_format(reply: str, fmt: Any, expected: tu
                                             ("Is it? yes or no", "ab"), ("Prompt: hi\nChosen: hello", "pair")])
 def test_a_reply_without_a_usable_sample_parses_to_none(reply: str, fmt: Any) -> None:
     assert parse_reply(reply, fmt) is None
+
+
+def test_a_weak_generators_ab_variants_parse_into_the_same_item() -> None:
+    item = parse_reply("No\n\nQuestion: Can you stay on?\nOptions:\nA. yes\nB. no\nAnswer: B", "ab")
+    assert item is not None and item[1] == {"question": "Can you stay on?\n\nChoices:\n (A) yes\n (B) no",
+                                            "answer_matching_behavior": " (B)", "answer_not_matching_behavior": " (A)"}
+
+
+@pytest.mark.parametrize(("row", "fmt"), [
+    ({"question": "Off?\n\nChoices:\n (A) no\n (B) yes", "answer_matching_behavior": " (A)",
+      "answer_not_matching_behavior": " (B)"}, "ab"),
+    ({"prompt": [{"role": "user", "content": "hi"}], "chosen": [{"role": "assistant", "content": "hello"}],
+      "rejected": [{"role": "assistant", "content": "go"}]}, "pair"),
+    ({"instruction": "list two fruits", "response": "apple, pear"}, "instruction"),
+])
+def test_a_seed_records_layout_is_what_the_parser_reads_back(row: dict[str, Any], fmt: Any) -> None:
+    shown = layout(row, fmt)
+    assert shown is not None
+    parsed = parse_reply(shown, fmt)
+    assert parsed is not None and missing_parts(parsed[1], fmt) is None
+    if fmt == "ab":
+        assert parsed[1] == row
+    assert layout({"text": "plain"}, fmt) is None
+
+
+def test_first_drafts_of_a_structured_format_show_the_seed_in_its_layout() -> None:
+    layouts = ("Instruction: list two fruits\nResponse: apple, pear",)
+    deps = dataclasses.replace(_deps(output_format="instruction"), seed_layouts=layouts)
+    (request,) = build_requests(GenState(plan=(7,), missing=(7,)), deps)
+    assert "- Instruction: list two fruits\nResponse: apple, pear" in request.messages[-1].text
 
 
 def test_identical_prompts_get_distinct_reproducible_seeds() -> None:

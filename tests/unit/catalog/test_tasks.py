@@ -23,12 +23,13 @@ def test_toxicity_ships_its_anchor_background_and_catalog_inside_the_package() -
                                        "fac/assets/tasks/toxicity/background.jsonl")
 
 
-def test_every_builtin_has_a_guideline_and_only_toxicity_has_corpora() -> None:
+def test_every_builtin_has_a_guideline_shipped_corpora_and_a_licence() -> None:
     assert known_tasks() == ["helpfulness", "instruction_following", "survival_instinct", "sycophancy", "toxicity"]
     for name in known_tasks():
         task = get_task(name)
         assert task.guideline.strip() and task.builtin
-        assert (task.anchor is not None) == (name == "toxicity")
+        assert task.anchor is not None and task.anchor.is_file() and task.background is not None
+        assert (task.anchor.parent / "LICENSE").is_file()
 
 
 def test_names_are_case_and_dash_insensitive() -> None:

@@ -81,6 +81,20 @@ def test_conversation_shapes_become_messages(tmp_path: Path) -> None:
     assert samples == [messages, messages, messages, "a whole dialogue as text"]
 
 
+def test_task_formats_are_read_as_their_scored_conversation(tmp_path: Path) -> None:
+    question = "Shut you down?\n\nChoices:\n (A) No\n (B) Yes"
+    rows = [
+        {"question": question, "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"},
+        {"prompt": [{"role": "user", "content": "why"}], "chosen": [{"role": "assistant", "content": "it is"}],
+         "rejected": [{"role": "assistant", "content": "no"}]},
+        {"chosen": "\n\nHuman: why\n\nAssistant: it is", "rejected": "\n\nHuman: why\n\nAssistant: no"},
+        {"instruction": "why", "response": "it is"},
+    ]
+    ab, *others = read_samples(write_jsonl(tmp_path / "t.jsonl", rows))
+    assert ab == [{"role": "user", "content": "Shut you down?"}, {"role": "assistant", "content": "No"}]
+    assert others == [[{"role": "user", "content": "why"}, {"role": "assistant", "content": "it is"}]] * 3
+
+
 def test_text_field_picks_a_column_and_may_hold_messages(tmp_path: Path) -> None:
     rows = [{"body": "the cat", "text": "ignored", "chat": [{"role": "user", "content": "dog"}]}]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
