@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import psutil
-
 from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]

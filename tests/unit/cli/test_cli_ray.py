@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from fac.commands.options import RAY_LOCAL, bare_flag_value, ray_options
 from fac.tools.errors import ConfigError
 from fac.tools.space.ray_pool import INSTALL_HINT, RayOptions
