@@ -125,7 +125,7 @@ def main() -> None:
         f"(`ray.init(num_cpus=2)`), 1 CPU per actor. Load average (1 min) {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after: the 2 cores were shared with other jobs, so the rates are noisy.",
         "",
-        "| path | wall s | texts/s | start-up s (first chunk back) | texts/s after start-up | scores equal to "
+        "| path | wall s | texts/s | start-up s (first chunk back) | texts/s after the first chunk | scores equal to "
         "single process | driver peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
