@@ -135,18 +135,22 @@ class SpaceOptions:
     max_tokens: int
     no_cache: bool
 
-    def load(self, ray: Any = None) -> Any:
-        """The space; with `ray` (RayOptions), one that scores on a Ray actor pool of the same space."""
+    def load(self) -> Any:
         from fac.tools.errors import ConfigError
         from fac.tools.space.features import FeatureSpace
 
         if self.mode not in ("sae", "paper"):
             raise ConfigError(f"--mode {self.mode!r}: expected 'sae' or 'paper'")
         mode: Literal["sae", "paper"] = "sae" if self.mode == "sae" else "paper"
-        space = FeatureSpace.load(
+        return FeatureSpace.load(
             self.model, self.sae, layer=self.layer, mode=mode, threshold=self.threshold,
             device=self.device, dtype=self.dtype, max_tokens=self.max_tokens, use_cache=not self.no_cache,
         )
+
+    def load_on(self, ray: Any) -> Any:
+        """The space (loaded here: tokenizer, cache, identity); with `ray` (RayOptions), scoring its chunks on a
+        Ray actor pool in which each actor loads the same space."""
+        space = self.load()
         if ray is None:
             return space
         from fac.api import SpaceSpec
