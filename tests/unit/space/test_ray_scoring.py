@@ -149,3 +149,47 @@ def test_a_failing_actor_surfaces_on_the_driver(cluster: None, spec: SpaceSpec, 
     remote = with_ray(local_space(spec, None), bad, RayOptions(actors=1))
     with pytest.raises(Exception, match="no-such-sae"):
         list(remote.score_chunks(chunked(corpus(4, 7), 2)))
+
+
+def test_fac_coverage_with_ray_prints_the_same_report(cluster: None, spec: SpaceSpec, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from conftest import run_cli
+
+    anchor, background, seed = tmp_path / "anchor.txt", tmp_path / "background.txt", tmp_path / "seed.txt"
+    anchor.write_text("\n".join(t + " hate kill bad" for t in corpus(30, 8)) + "\n")
+    background.write_text("\n".join(corpus(30, 9)) + "\n")
+    seed.write_text("\n".join(corpus(12, 10)) + "\n")
+    catalog = build_catalog(local_space(spec, None), TaskSpec("toxicity", "Toxic text.", anchor=anchor,
+                                                              background=background),
+                            contrast_config=ContrastConfig(min_positive=3))
+    catalog.save_json(tmp_path / "catalog.json")
+    common = ["coverage", str(seed), "--task", "toxicity", "--catalog", str(tmp_path / "catalog.json"),
+              "--model", spec.model, "--sae", spec.sae, "--device", "cpu", "--dtype", "float32", "--max-tokens",
+              "64", "--embedder", "none", "--chunk-size", "4", "--json", "--no-cache"]
+    reports = []
+    for extra in ([], ["--ray", "--ray-actors", "2"]):
+        code, out, err = run_cli([*common, *extra], capsys, monkeypatch)
+        assert code == 0, err
+        report = json.loads(out)
+        report.pop("seconds")
+        reports.append(report)
+    assert reports[0]["n_samples"] == 12 and reports[0] == reports[1]
+
+
+def test_fac_sae_activations_with_ray_equal_the_single_process_ones(cluster: None, spec: SpaceSpec,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from fac.commands.sae import _corpus_activations
+
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("\n".join(corpus(40, 11)) + "\n")
+    runs = []
+    for name, options in (("local", None), ("ray", RayOptions(actors=2))):
+        monkeypatch.setenv("FAC_CACHE_DIR", str(tmp_path / name))  # no reuse of the other run's tensor
+        runs.append(_corpus_activations(corpus_file, None, spec.model, TINY_LAYER, None, 64, 0.2, 0, "cpu",
+                                        dtype="float32", ray=options))
+    assert runs[0].train.shape[0] > 0 and runs[0].held.shape[0] > 0
+    assert torch.equal(runs[0].train, runs[1].train) and torch.equal(runs[0].held, runs[1].held)
