@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=96, help="distinct texts scored by each arm")
     parser.add_argument("--chunk-size", type=int, default=16, help="texts per chunk (one actor call)")
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each arm (mean, min–max reported)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
     args = parser.parse_args()
 
@@ -106,22 +107,26 @@ def main() -> None:
     def fresh(name: str) -> Any:
         return replace(space, cache=ScoreCache(tmp / name / "scores.sqlite"))
 
-    rows: list[tuple[str, dict[str, Any]]] = [("single process", run_arm(fresh("single"), texts, args.chunk_size))]
+    arms: dict[str, list[dict[str, Any]]] = {}
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 << 20, log_to_driver=False,
              logging_level="WARNING")
     try:
-        for actors in args.actors:
-            remote = with_ray(fresh(f"ray{actors}"), spec, RayOptions(actors=actors))
-            rows.append((f"Ray, {actors} actor{'s' * (actors > 1)}", run_arm(remote, texts, args.chunk_size)))
+        for repeat in range(args.repeats):  # arms interleaved, so a change of load hits each of them alike
+            arms.setdefault("single process", []).append(run_arm(fresh(f"single{repeat}"), texts, args.chunk_size))
+            for actors in args.actors:
+                remote = with_ray(fresh(f"ray{actors}-{repeat}"), spec, RayOptions(actors=actors))
+                name = f"Ray, {actors} actor{'s' * (actors > 1)}"
+                arms.setdefault(name, []).append(run_arm(remote, texts, args.chunk_size))
     finally:
         ray.shutdown()
     load_after = os.getloadavg()
-    reference = rows[0][1]["scores"]
+    reference = arms["single process"][0]["scores"]
     lines = [
         "## Ray scale-out (bench/ray_scoring.py)",
         "",
         f"{len(texts)} distinct texts of data/sae_corpus/corpus.jsonl.gz, default model + shipped SAE, float32 on "
-        f"the CPU, chunks of {args.chunk_size}, a new empty score cache per arm; a local Ray "
+        f"the CPU, chunks of {args.chunk_size}, a new empty score cache per run, {args.repeats} runs per arm "
+        "(mean, min–max), arms interleaved; a local Ray "
         f"(`ray.init(num_cpus=2)`), 1 CPU per actor. Load average (1 min) {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after: the 2 cores were shared with other jobs, so the rates are noisy.",
         "",
@@ -129,11 +134,19 @@ def main() -> None:
         "single process | driver peak RSS MB |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, row in rows:
-        equal = sum(same(a, b) for a, b in zip(row["scores"], reference, strict=True))
-        steady = (len(texts) - args.chunk_size) / max(row["wall_s"] - row["first_s"], 1e-9)
-        lines.append(f"| {name} | {row['wall_s']:.1f} | {len(texts) / row['wall_s']:.2f} | {row['first_s']:.1f} | "
-                     f"{steady:.2f} | {equal}/{len(texts)} | {row['rss_mb']:.0f} |")
+
+    def spread(values: list[float], digits: int) -> str:
+        low, high = min(values), max(values)
+        mean = sum(values) / len(values)
+        return f"{mean:.{digits}f}" + (f" ({low:.{digits}f}–{high:.{digits}f})" if len(values) > 1 else "")
+
+    for name, runs in arms.items():
+        equal = min(sum(same(a, b) for a, b in zip(r["scores"], reference, strict=True)) for r in runs)
+        rate = [len(texts) / r["wall_s"] for r in runs]
+        steady = [(len(texts) - args.chunk_size) / max(r["wall_s"] - r["first_s"], 1e-9) for r in runs]
+        lines.append(f"| {name} | {spread([r['wall_s'] for r in runs], 1)} | {spread(rate, 2)} | "
+                     f"{spread([r['first_s'] for r in runs], 1)} | {spread(steady, 2)} | {equal}/{len(texts)} | "
+                     f"{max(r['rss_mb'] for r in runs):.0f} |")
     lines += ["", "On 2 shared cores Ray cannot beat one process: each actor runs torch on 1 thread and loads its "
               "own model, and the single process already uses both cores. What scales is the number of machines "
               "and GPUs (`--ray ADDRESS --ray-actors N --ray-gpus-per-actor 1`); the equality column is the "
