@@ -133,8 +133,9 @@ def ordered_map(build: Callable[[], Callable[[Any], Any]], units: Iterable[Any],
                 queue.put(_DONE)
 
     context = DataContext.get_current()
-    block_size = context.target_max_block_size
+    block_size, bars = context.target_max_block_size, context.enable_progress_bars
     context.target_max_block_size = 1  # every unit stays its own block, so the pool shares them out
+    context.enable_progress_bars = False  # the command's own progress bar counts the texts
     feeder = threading.Thread(target=feed, name="fac-ray-feed", daemon=True)
     try:
         dataset = ray.data.read_datasource(_QueueSource(queue), num_cpus=0, override_num_blocks=1).map_batches(
@@ -155,6 +156,6 @@ def ordered_map(build: Callable[[], Callable[[Any], Any]], units: Iterable[Any],
             raise RuntimeError(f"ray: {len(waiting)} results arrived out of sequence after unit {expected}")
     finally:
         stop.set()
-        context.target_max_block_size = block_size
+        context.target_max_block_size, context.enable_progress_bars = block_size, bars
         feeder.join(timeout=5)
         ray.kill(queue.actor)
