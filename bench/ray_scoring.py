@@ -4,7 +4,8 @@ The same N distinct texts of data/sae_corpus/corpus.jsonl.gz, on the real defaul
 (float32), each arm with a new empty score cache (so the model runs on every text), chunks as `fac coverage`
 sends them. Ray is a local cluster started here (`ray.init(num_cpus=2)`): on a 2-core machine 2 actors of
 1 CPU can at best match one process that uses both cores. Each arm's wall time includes what a user waits
-for: the actors start and load the model (reported apart as start-up: the time to the first chunk back).
+for: the actors start and load the model (the time to the first chunk back shows it; results come back in
+input order, so with 2 actors the first chunk waits for both to start).
 Also: whether every score equals the single-process scores, and the driver's peak RSS in each arm.
 
 Run:  .venv/bin/pip install 'fac[ray]' && .venv/bin/python bench/ray_scoring.py [--n 96] [--chunk-size 16]
@@ -130,9 +131,9 @@ def main() -> None:
         f"(`ray.init(num_cpus=2)`), 1 CPU per actor. Load average (1 min) {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after: the 2 cores were shared with other jobs, so the rates are noisy.",
         "",
-        "| path | wall s | texts/s | start-up s (first chunk back) | texts/s after the first chunk | scores equal to "
+        "| path | wall s | texts/s | s to the first chunk back | scores equal to "
         "single process | driver peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
 
     def spread(values: list[float], digits: int) -> str:
@@ -143,9 +144,8 @@ def main() -> None:
     for name, runs in arms.items():
         equal = min(sum(same(a, b) for a, b in zip(r["scores"], reference, strict=True)) for r in runs)
         rate = [len(texts) / r["wall_s"] for r in runs]
-        steady = [(len(texts) - args.chunk_size) / max(r["wall_s"] - r["first_s"], 1e-9) for r in runs]
         lines.append(f"| {name} | {spread([r['wall_s'] for r in runs], 1)} | {spread(rate, 2)} | "
-                     f"{spread([r['first_s'] for r in runs], 1)} | {spread(steady, 2)} | {equal}/{len(texts)} | "
+                     f"{spread([r['first_s'] for r in runs], 1)} | {equal}/{len(texts)} | "
                      f"{max(r['rss_mb'] for r in runs):.0f} |")
     lines += ["", "On 2 shared cores Ray cannot beat one process: each actor runs torch on 1 thread and loads its "
               "own model, and the single process already uses both cores. What scales is the number of machines "
