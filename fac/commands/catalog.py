@@ -143,7 +143,8 @@ def build(
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", str(judge_model), base_url, key_env))  # before any model loads
-    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load_on(ray_options)
+    space_options = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache)
+    space = space_options.load_on(ray_options)
     chat, judge_name = (_chat(str(judge_model), base_url, key_env, space, model) if method == "judge"
                         else (None, ""))
     judge_stats = JudgeStats()

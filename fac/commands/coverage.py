@@ -151,7 +151,8 @@ def coverage(
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", judge_model, judge_url, judge_key_env))
-    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load_on(ray_options)
+    space_options = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache)
+    space = space_options.load_on(ray_options)
     with progress() as bar:
         # the stored catalog of the task in this space, else the shipped one, else one built now
         loaded = from_file or resolve_catalog(space, task, guideline_file=guideline,
