@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test test-ray lint bench
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	$(BIN)/pytest -q -m process
+
+# The Ray scale-out on a local 2-CPU Ray (not in `test`: a Ray start takes 30 s to minutes on 2 shared cores).
+test-ray: install
+	$(BIN)/pip install --quiet -e '.[ray]'
+	$(BIN)/pytest -q -m ray
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/mypy

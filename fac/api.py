@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fac.tools.space.ray_pool import RayOptions as RayOptions  # re-exported: fac.RayOptions
+
 if TYPE_CHECKING:
     import datasets
     from langchain_core.language_models import BaseChatModel
@@ -75,7 +77,16 @@ def load_space(model: str = "default", sae: str = "default", **settings: Any) ->
     return SpaceSpec(model, sae, **settings).load()
 
 
-def _space(space: FeatureSpace | SpaceSpec | None) -> FeatureSpace:
+def _space(space: FeatureSpace | SpaceSpec | None, ray: RayOptions | None = None) -> FeatureSpace:
+    if ray is not None:
+        from fac.tools.errors import ConfigError
+        from fac.tools.space.ray_scoring import with_ray
+
+        if not (space is None or isinstance(space, SpaceSpec)):
+            raise ConfigError("ray=RayOptions(...) needs the space as a fac.SpaceSpec (each actor loads its own "
+                              "copy), not a loaded FeatureSpace")
+        spec = space or SpaceSpec()
+        return with_ray(spec.load(), spec, ray)
     if space is None:
         return SpaceSpec().load()
     return space.load() if isinstance(space, SpaceSpec) else space
@@ -112,9 +123,10 @@ def load_catalog(task: str | None = None, *, catalog: str | Path | None = None,
 
 def build_catalog(task: str, *, space: FeatureSpace | SpaceSpec | None = None, anchor: str | Path | None = None,
                   background: str | Path | None = None, guideline: str | Path | None = None,
-                  method: str = "contrast", judge: BaseChatModel | None = None) -> Catalog:
+                  method: str = "contrast", judge: BaseChatModel | None = None, ray: RayOptions | None = None
+                  ) -> Catalog:
     """Build a task's catalog on its anchor corpus (and background, for contrast); `method="judge"` needs `judge`,
-    any LangChain chat model (e.g. `ChatOpenAI`)."""
+    any LangChain chat model (e.g. `ChatOpenAI`). `ray` scores the corpora on a Ray actor pool (same catalog)."""
     from fac.tools.catalog.build import build_catalog as build
     from fac.tools.catalog.tasks import get_task
     from fac.tools.errors import ConfigError
@@ -125,18 +137,19 @@ def build_catalog(task: str, *, space: FeatureSpace | SpaceSpec | None = None, a
         raise ConfigError("method='judge' needs a chat model: build_catalog(..., judge=ChatOpenAI(model=...))")
     spec = get_task(task, Path(guideline) if guideline else None).with_corpora(
         anchor=Path(anchor) if anchor else None, background=Path(background) if background else None)
-    return build(_space(space), spec, "judge" if method == "judge" else "contrast", judge)
+    return build(_space(space, ray), spec, "judge" if method == "judge" else "contrast", judge)
 
 
 def coverage(data: Any, task: str | None = None, *, catalog: Catalog | str | Path | None = None,
              space: FeatureSpace | SpaceSpec | None = None, text_field: str | None = None,
-             baselines: bool = True) -> CoverageReport:
-    """FAC of `data` for `task` (or against `catalog`), with covered/missing features and text baselines."""
+             baselines: bool = True, ray: RayOptions | None = None) -> CoverageReport:
+    """FAC of `data` for `task` (or against `catalog`), with covered/missing features and text baselines; `ray`
+    (RayOptions: address, actors, gpus_per_actor) scores on a Ray actor pool, with the same result."""
     from fac.tools.catalog.records import Catalog
     from fac.tools.coverage import measure_coverage
     from fac.tools.text.embeddings import default_embedder
 
-    loaded = _space(space)
+    loaded = _space(space, ray)
     found = catalog if isinstance(catalog, Catalog) else load_catalog(task, catalog=catalog, space=loaded)
     found.check_space(loaded.describe())
     return measure_coverage(loaded, as_samples(data, text_field), found, baselines=baselines,

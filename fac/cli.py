@@ -58,6 +58,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def main() -> None:
     """Entry point: FacError and usage errors become one line on stderr and exit code 2; an endpoint still
     failing after the client's retries (TransientError) one line and exit code 3 (rerunning resumes)."""
+    from fac.commands.options import RAY_LOCAL, bare_flag_value
+
+    sys.argv = bare_flag_value(sys.argv, "--ray", RAY_LOCAL)
     try:
         code = app(standalone_mode=False)  # without standalone mode, click returns typer.Exit's code
     except FacError as err:

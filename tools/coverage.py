@@ -205,8 +205,8 @@ def measure_coverage(
     length_all, length_task = LengthStats(), LengthStats()
     n_samples = n_truncated = n_active_total = 0
     started = time.perf_counter()
-    for chunk in chunked(samples, chunk_size):
-        for scores in space.score(chunk, on_batch=on_batch):
+    for scored in space.score_chunks(chunked(samples, chunk_size), on_batch=on_batch):
+        for scores in scored:
             active = scores.active(threshold)
             active_any[active] = True
             hits = np.isin(task, active)

@@ -104,6 +104,10 @@ def build(
     dtype: str = opt.DTYPE,
     max_tokens: int = opt.MAX_TOKENS,
     no_cache: bool = opt.NO_CACHE,
+    ray: str | None = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
+    ray_gpus_per_actor: float = opt.RAY_GPUS,
+    ray_cpus_per_actor: float = opt.RAY_CPUS,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Build a task's feature catalog from its anchor corpus and store it (chroma, and --out/--parquet)."""
@@ -135,12 +139,14 @@ def build(
     spec = get_task(task, guideline).with_corpora(anchor=anchor, background=background, label_field=label_field,
                                                  positive_labels=labels, text_field=text_field)
     contrast_config = ContrastConfig(q_max=q_max, min_log_odds=min_log_odds, min_positive=min_positive)
+    ray_options = opt.ray_options(ray, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)
     store = None if no_store else _store(chroma_dir, chroma_host, chroma_port)
     if method == "judge" and judge_model != LOCAL_JUDGE:
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", str(judge_model), base_url, key_env))  # before any model loads
-    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
+    space_options = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache)
+    space = space_options.load_on(ray_options)
     chat, judge_name = (_chat(str(judge_model), base_url, key_env, space, model) if method == "judge"
                         else (None, ""))
     judge_stats = JudgeStats()

@@ -115,6 +115,10 @@ def coverage(
     dtype: str = opt.DTYPE,
     max_tokens: int = opt.MAX_TOKENS,
     no_cache: bool = opt.NO_CACHE,
+    ray: str | None = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
+    ray_gpus_per_actor: float = opt.RAY_GPUS,
+    ray_cpus_per_actor: float = opt.RAY_CPUS,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Measure FAC = |F_task ∩ A_δ(seed)| / |F_task| and list the task features the seed misses."""
@@ -136,6 +140,7 @@ def coverage(
     if chroma_dir is not None and chroma_host is not None:
         raise ConfigError(f"give --chroma-dir ({chroma_dir}) or --chroma-host ({chroma_host}), not both")
     # Everything that can be checked without a model is checked first.
+    ray_options = opt.ray_options(ray, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)
     from_file = catalog_file(catalog, task) if catalog is not None else None
     if from_file is None:
         get_task(task, guideline)  # unknown task -> one line naming the known ones
@@ -146,7 +151,8 @@ def coverage(
         from fac.tools.llm.preflight import Endpoint, preflight
 
         preflight(Endpoint("judge", judge_model, judge_url, judge_key_env))
-    space = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache).load()
+    space_options = opt.SpaceOptions(model, sae, layer, mode, threshold, device, dtype, max_tokens, no_cache)
+    space = space_options.load_on(ray_options)
     with progress() as bar:
         # the stored catalog of the task in this space, else the shipped one, else one built now
         loaded = from_file or resolve_catalog(space, task, guideline_file=guideline,

@@ -59,6 +59,36 @@ MAX_TOKENS = typer.Option(512, "--max-tokens", min=1,
 NO_CACHE = typer.Option(False, "--no-cache", help="Do not read or write the score cache.")
 VERBOSE = typer.Option(0, "-v", count=True, help="-v for INFO logs, -vv for DEBUG.")
 
+# --ray takes an optional value: `fac.cli.main` inserts RAY_LOCAL after a bare --ray (click cannot do it in typer).
+RAY_LOCAL = "local"
+RAY = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Score on a Ray actor pool (pip install 'fac[ray]'): "
+                   "bare --ray starts a local Ray (or joins $RAY_ADDRESS); 'auto' or ray://HOST:10001 joins a cluster.")
+RAY_ACTORS = typer.Option(2, "--ray-actors", min=1, help="With --ray: actors, each loading the model once.")
+RAY_GPUS = typer.Option(0.0, "--ray-gpus-per-actor", min=0.0, help="With --ray: GPUs each actor holds (0: CPU).")
+RAY_CPUS = typer.Option(1.0, "--ray-cpus-per-actor", min=0.01, help="With --ray: CPUs each actor holds (its "
+                        "torch threads).")
+
+
+def bare_flag_value(argv: list[str], flag: str, value: str) -> list[str]:
+    """`argv` with `value` after each `flag` that has none (last, or followed by another option)."""
+    out: list[str] = []
+    for at, arg in enumerate(argv):
+        out.append(arg)
+        if arg == flag and (at + 1 == len(argv) or argv[at + 1].startswith("-")):
+            out.append(value)
+    return out
+
+
+def ray_options(address: str | None, actors: int, gpus_per_actor: float, cpus_per_actor: float) -> Any:
+    """The RayOptions --ray and its companions ask for (None without --ray); checks that Ray is installed."""
+    if address is None:
+        return None
+    from fac.tools.space.ray_pool import RayOptions, require_ray
+
+    options = RayOptions(None if address == RAY_LOCAL else address, actors, gpus_per_actor, cpus_per_actor)
+    require_ray()
+    return options
+
 # One spelling per endpoint role, in every command: --ROLE-model, --ROLE-base-url, --ROLE-key-env. The old
 # spellings stay as hidden deprecated aliases (catalog build --base-url/--key-env, coverage --judge-url, run
 # --base-url/--api-key-env), resolved by `alias`.
@@ -116,6 +146,19 @@ class SpaceOptions:
             self.model, self.sae, layer=self.layer, mode=mode, threshold=self.threshold,
             device=self.device, dtype=self.dtype, max_tokens=self.max_tokens, use_cache=not self.no_cache,
         )
+
+    def load_on(self, ray: Any) -> Any:
+        """The space (loaded here: tokenizer, cache, identity); with `ray` (RayOptions), scoring its chunks on a
+        Ray actor pool in which each actor loads the same space."""
+        space = self.load()
+        if ray is None:
+            return space
+        from fac.api import SpaceSpec
+        from fac.tools.space.ray_scoring import with_ray
+
+        spec = SpaceSpec(self.model, self.sae, self.layer, self.mode, self.threshold, self.device, self.dtype,
+                         self.max_tokens)
+        return with_ray(space, spec, ray)
 
 
 def shared_default_model(space: Any, model: str) -> Any:

@@ -50,11 +50,10 @@ class _Activations:
 
 def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer: int, max_texts: int | None,
                         max_tokens: int, heldout_fraction: float, seed: int, device: str | None,
-                        min_train_tokens: int = 0, dtype: str = "float32") -> _Activations:
+                        min_train_tokens: int = 0, dtype: str = "float32", ray: Any = None) -> _Activations:
     """The corpus's residual activations; fewer than `min_train_tokens` training tokens is refused before the
-    (slow) collection starts."""
-    from fac.tools.space.models import load_model
-    from fac.tools.space.residual import LayerReader
+    (slow) collection starts. With `ray` (RayOptions) the forward batches run on a Ray actor pool."""
+    from fac.tools.space.ray_scoring import RayActivations, ReaderSpec
     from fac.tools.space.sae_training import cached_activations, split_heldout
 
     if not 0 < heldout_fraction < 0.5:
@@ -63,8 +62,9 @@ def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer:
     texts = [s for s in samples if isinstance(s, str)]
     if len(texts) != len(samples):
         raise InputError(f"{corpus}: SAE training takes plain texts; {len(samples) - len(texts)} rows are chats")
-    loaded = load_model(model, device=device, dtype=dtype)
-    reader = LayerReader(loaded.model, loaded.tokenizer, layer, max_tokens=max_tokens)
+    reader_spec = ReaderSpec(model, layer, max_tokens, device, dtype)
+    reader, model_id = reader_spec.load()
+    remote = RayActivations(reader_spec, ray) if ray is not None else None
     train_texts, held_texts = split_heldout(texts, heldout_fraction, seed)
     tokenized = {t: reader.tokenize(t) for t in texts}
     truncated = sum(tokenized[t].truncated for t in texts)
@@ -77,11 +77,11 @@ def _corpus_activations(corpus: Path, text_field: str | None, model: str, layer:
     cache_dir = default_cache_dir() / "activations"
     with progress() as bar:
         task = bar.add_task("activations (train)", total=len(train_texts))
-        acts = cached_activations(reader, loaded.model_id, train_texts, cache_dir, lambda n: bar.advance(task, n))
+        acts = cached_activations(reader, model_id, train_texts, cache_dir, lambda n: bar.advance(task, n), remote)
         task = bar.add_task("activations (held-out)", total=len(held_texts))
-        held = cached_activations(reader, loaded.model_id, held_texts, cache_dir, lambda n: bar.advance(task, n))
+        held = cached_activations(reader, model_id, held_texts, cache_dir, lambda n: bar.advance(task, n), remote)
     console.print(f"{acts.shape[0]:,} training and {held.shape[0]:,} held-out token activations ({acts.shape[1]}-d)")
-    return _Activations(acts, held, len(texts), len(train_texts), len(held_texts), truncated, loaded.model_id)
+    return _Activations(acts, held, len(texts), len(train_texts), len(held_texts), truncated, model_id)
 
 
 def _corpus_record(corpus: Path, data: _Activations) -> dict[str, object]:
@@ -120,6 +120,10 @@ def train(
     seed: int = SEED,
     device: str | None = opt.DEVICE,
     dtype: str = ACTIVATION_DTYPE,
+    ray: str | None = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
+    ray_gpus_per_actor: float = opt.RAY_GPUS,
+    ray_cpus_per_actor: float = opt.RAY_CPUS,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Train a TopK SAE on the residual stream after block LAYER and report its held-out quality."""
@@ -132,8 +136,9 @@ def train(
         autocast=autocast,
     )
     started = time.time()
+    ray_options = opt.ray_options(ray, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)
     data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device,
-                               min_train_tokens=cfg.batch_tokens, dtype=dtype)
+                               min_train_tokens=cfg.batch_tokens, dtype=dtype, ray=ray_options)
     collected = time.time()
     hook_name = f"blocks.{layer - 1}.hook_resid_post"
     with progress() as bar:
@@ -173,6 +178,10 @@ def refit_command(
     seed: int = SEED,
     device: str | None = opt.DEVICE,
     dtype: str = ACTIVATION_DTYPE,
+    ray: str | None = opt.RAY,
+    ray_actors: int = opt.RAY_ACTORS,
+    ray_gpus_per_actor: float = opt.RAY_GPUS,
+    ray_cpus_per_actor: float = opt.RAY_CPUS,
     verbose: int = opt.VERBOSE,
 ) -> None:
     """Refit an SAE's decoder by least squares on a corpus; the encoder, and so every feature, is unchanged."""
@@ -186,8 +195,9 @@ def refit_command(
     if layer is None:
         raise ConfigError(f"{sae}: the SAE does not name its hook layer; cannot refit it")
     started = time.time()
+    ray_options = opt.ray_options(ray, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)
     data = _corpus_activations(corpus, text_field, model, layer, max_texts, max_tokens, heldout_fraction, seed, device,
-                               dtype=dtype)
+                               dtype=dtype, ray=ray_options)
     before = evaluate_sae(loaded, data.held, n_texts=data.n_held)
     refit_decoder(loaded, data.train, ridge=ridge)
     _save(loaded, out, fp16)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -137,8 +138,8 @@ def collect_stats(
 ) -> CorpusStats:
     """Score a corpus chunk by chunk (never all at once) and gather per-feature counts and evidence."""
     stats = CorpusStats(space.d_sae, space.threshold, top_k)
-    for chunk in chunked(samples, chunk_size):
-        stats.add(space.score(chunk, on_batch=on_batch))
+    for scored in space.score_chunks(chunked(samples, chunk_size), on_batch=on_batch):
+        stats.add(scored)
     logger.info("scored %d samples: %d features active at least once", stats.n_samples,
                 int((stats.counts > 0).sum()))
     return stats
@@ -156,9 +157,15 @@ def collect_split_stats(
     """One pass over a labelled corpus: (task-positive stats, background stats)."""
     positive = CorpusStats(space.d_sae, space.threshold, top_k)
     background = CorpusStats(space.d_sae, space.threshold, background_top_k)
-    for chunk in chunked(samples, chunk_size):
-        scored = space.score([sample for sample, _ in chunk], on_batch=on_batch)
-        for scores, (_, is_positive) in zip(scored, chunk, strict=True):
+    labels: deque[list[bool]] = deque()  # per chunk sent, its labels; results come back in the same order
+
+    def sample_chunks() -> Iterator[list[Sample]]:
+        for chunk in chunked(samples, chunk_size):
+            labels.append([is_positive for _, is_positive in chunk])
+            yield [sample for sample, _ in chunk]
+
+    for scored in space.score_chunks(sample_chunks(), on_batch=on_batch):
+        for scores, is_positive in zip(scored, labels.popleft(), strict=True):
             (positive if is_positive else background).add([scores])
     logger.info("scored %d task-positive and %d background samples", positive.n_samples, background.n_samples)
     return positive, background
@@ -196,9 +203,15 @@ def collect_matched_stats(
     """As collect_split_stats, on length-matched subsets (`length_matched`); holds the scores in memory."""
     pos_scores: list[SampleScores] = []
     bg_scores: list[SampleScores] = []
-    for chunk in chunked(samples, chunk_size):
-        scored = space.score([sample for sample, _ in chunk], on_batch=on_batch)
-        for scores, (_, is_positive) in zip(scored, chunk, strict=True):
+    labels: deque[list[bool]] = deque()  # as collect_split_stats: results come back in the order sent
+
+    def sample_chunks() -> Iterator[list[Sample]]:
+        for chunk in chunked(samples, chunk_size):
+            labels.append([is_positive for _, is_positive in chunk])
+            yield [sample for sample, _ in chunk]
+
+    for scored in space.score_chunks(sample_chunks(), on_batch=on_batch):
+        for scores, is_positive in zip(scored, labels.popleft(), strict=True):
             (pos_scores if is_positive else bg_scores).append(scores)
     kept_pos, kept_bg = length_matched(pos_scores, bg_scores, seed=seed)
     positive = CorpusStats(space.d_sae, space.threshold, top_k)

@@ -11,10 +11,10 @@ import hashlib
 import json
 import logging
 import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -109,6 +109,25 @@ class SampleScores:
         )
 
 
+@dataclass
+class ScorePlan:
+    """One call's samples, tokenized and hashed, with what the cache already holds and what is left to score."""
+
+    tokenized: list[TokenizedSample]
+    hashes: list[str]
+    results: list[SampleScores | None]
+    todo: list[int]  # the first sample of each text not in the cache, in input order
+    first_of: dict[str, int] = field(default_factory=dict)
+
+
+class RemoteScorer(Protocol):
+    """Scores each chunk's uncached samples elsewhere (tools/space/ray_scoring.py: a Ray actor pool); the space
+    keeps the cache, the plan and the order, so results equal `score` chunk by chunk."""
+
+    def score_chunks(self, space: FeatureSpace, chunks: Iterable[Sequence[Sample]],
+                     on_batch: Callable[[int], None] | None) -> Iterator[list[SampleScores]]: ...
+
+
 @dataclass(frozen=True)
 class FeatureSpace:
     """A model read at one layer, an SAE on that layer, and the scoring rules (mode, threshold, spans)."""
@@ -125,6 +144,7 @@ class FeatureSpace:
     flush_bytes: int | None = None  # results held on the device before one copy to the host; None: 0 on a
     # CPU (records and cache rows per batch), 256 MiB on a GPU (no host round trip per batch)
     floors: FeatureFloors | None = None  # per-latent activation floors (tools/space/floors.py); None: δ only
+    remote: RemoteScorer | None = field(default=None, compare=False)  # score_chunks runs there when set
 
     def __post_init__(self) -> None:
         from fac.tools.space.saes import sae_hook_layer
@@ -268,16 +288,8 @@ class FeatureSpace:
         on_batch: Callable[[int], None] | None = None,
     ) -> list[SampleScores]:
         """Scores for each sample, from the cache where present; `naive` runs the reference full forward."""
-        tokenized = self.tokenize(samples)
-        hashes = [hashlib.sha256(t.rendered.text.encode("utf-8", "surrogatepass")).hexdigest() for t in tokenized]
-        results: list[SampleScores | None] = [None] * len(samples)
-        if self.cache is not None and not naive:
-            found = self.cache.get_many(self.score_key, sorted(set(hashes)))
-            for i, h in enumerate(hashes):
-                if h in found:
-                    results[i] = SampleScores.unpack(found[h], tokenized[i].rendered.content)
-        first_of: dict[str, int] = {}
-        todo = [first_of.setdefault(h, i) for i, h in enumerate(hashes) if results[i] is None and h not in first_of]
+        plan = self.plan(samples, use_cache=not naive)
+        tokenized, hashes, results, todo = plan.tokenized, plan.hashes, plan.results, plan.todo
         if on_batch and len(todo) < len(samples):
             on_batch(len(samples) - len(todo))
         pending: list[tuple[list[int], torch.Tensor, torch.Tensor]] = []  # (sample indices, values, positions)
@@ -313,18 +325,46 @@ class FeatureSpace:
                 flush()
                 held = 0
         flush()
-        for i, h in enumerate(hashes):
+        return self.finish(plan)
+
+    def plan(self, samples: Sequence[Sample], *, use_cache: bool = True) -> ScorePlan:
+        """Tokenize and hash `samples`, take what the cache holds, and list the texts left to score."""
+        tokenized = self.tokenize(samples)
+        hashes = [hashlib.sha256(t.rendered.text.encode("utf-8", "surrogatepass")).hexdigest() for t in tokenized]
+        results: list[SampleScores | None] = [None] * len(samples)
+        if self.cache is not None and use_cache:
+            found = self.cache.get_many(self.score_key, sorted(set(hashes)))
+            for i, h in enumerate(hashes):
+                if h in found:
+                    results[i] = SampleScores.unpack(found[h], tokenized[i].rendered.content)
+        first_of: dict[str, int] = {}
+        todo = [first_of.setdefault(h, i) for i, h in enumerate(hashes) if results[i] is None and h not in first_of]
+        return ScorePlan(tokenized, hashes, results, todo, first_of)
+
+    def finish(self, plan: ScorePlan) -> list[SampleScores]:
+        """The plan's results once every text in `todo` is scored: repeats filled in, truncation reported."""
+        results = plan.results
+        for i, h in enumerate(plan.hashes):
             if results[i] is None:
-                results[i] = results[first_of[h]]
+                results[i] = results[plan.first_of[h]]
         truncated = sum(1 for r in results if r is not None and r.truncated)
         if truncated:
-            logger.warning("%d of %d samples exceed %d tokens and were truncated", truncated, len(samples),
+            logger.warning("%d of %d samples exceed %d tokens and were truncated", truncated, len(results),
                            self.reader.max_tokens)
         scored = [r for r in results if r is not None]
         if self.floors is None:
             return scored
         floors = self.floors.values  # the cache keeps raw scores, so another ρ needs no new forward pass
         return [r.above(floors) for r in scored]
+
+    def score_chunks(self, chunks: Iterable[Sequence[Sample]], *,
+                     on_batch: Callable[[int], None] | None = None) -> Iterator[list[SampleScores]]:
+        """`score` of each chunk, in order: here, or on `remote` (a Ray actor pool) when the space has one."""
+        if self.remote is not None:
+            yield from self.remote.score_chunks(self, chunks, on_batch)
+            return
+        for chunk in chunks:
+            yield self.score(chunk, on_batch=on_batch)
 
     def _score_batch(self, members: Sequence[TokenizedSample], naive: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, each feature's max over its scored tokens and that token's index among them, computed

@@ -17,10 +17,10 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -75,16 +75,30 @@ class SAEQuality:
     n_texts: int
 
 
+class RemoteActivations(Protocol):
+    """Runs planned forward batches elsewhere (tools/space/ray_scoring.py: a Ray actor pool), in order."""
+
+    def activations(self, reader: LayerReader, batches: Iterable[list[str]]) -> Iterator[torch.Tensor]: ...
+
+
 def collect_activations(
     reader: LayerReader,
     texts: Sequence[str],
     on_batch: Callable[[int], None] | None = None,
+    remote: RemoteActivations | None = None,
 ) -> torch.Tensor:  # (n_content_tokens, d_model)
-    """Residual activations at every scored token of `texts`, in float32 on the CPU."""
+    """Residual activations at every scored token of `texts`, in float32 on the CPU; with `remote`, each of
+    the same forward batches runs there."""
     samples = [reader.tokenize(t) for t in texts]
+    batches = list(reader.batches(samples))
+    parts: Iterable[torch.Tensor]
+    if remote is None:
+        parts = (reader.content_activations([samples[i] for i in batch]).float().cpu() for batch in batches)
+    else:
+        parts = remote.activations(reader, ([texts[i] for i in batch] for batch in batches))
     chunks: list[torch.Tensor] = []
-    for batch in reader.batches(samples):
-        chunks.append(reader.content_activations([samples[i] for i in batch]).float().cpu())
+    for batch, part in zip(batches, parts, strict=True):
+        chunks.append(part)
         if on_batch:
             on_batch(len(batch))
     return torch.cat(chunks) if chunks else torch.zeros((0, reader.d_model))
@@ -237,6 +251,7 @@ def cached_activations(
     texts: Sequence[str],
     cache_dir: Path | None,
     on_batch: Callable[[int], None] | None = None,
+    remote: RemoteActivations | None = None,
 ) -> torch.Tensor:
     """collect_activations, reusing a previous run's tensor for the very same inputs."""
     path = activation_cache_path(cache_dir, model_id, reader, texts) if cache_dir else None
@@ -246,7 +261,7 @@ def cached_activations(
             on_batch(len(texts))
         cached: torch.Tensor = torch.load(path)
         return cached
-    acts = collect_activations(reader, texts, on_batch)
+    acts = collect_activations(reader, texts, on_batch, remote)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
