@@ -145,6 +145,20 @@ def collect_stats(
     return stats
 
 
+def labelled_scores(space: FeatureSpace, samples: Iterable[tuple[Sample, bool]], chunk_size: int,
+                    on_batch: Callable[[int], None] | None = None) -> Iterator[tuple[SampleScores, bool]]:
+    """Each labelled sample's scores with its label, streamed chunk by chunk through `space.score_chunks`."""
+    labels: deque[list[bool]] = deque()  # per chunk sent, its labels; results come back in the same order
+
+    def sample_chunks() -> Iterator[list[Sample]]:
+        for chunk in chunked(samples, chunk_size):
+            labels.append([is_positive for _, is_positive in chunk])
+            yield [sample for sample, _ in chunk]
+
+    for scored in space.score_chunks(sample_chunks(), on_batch=on_batch):
+        yield from zip(scored, labels.popleft(), strict=True)
+
+
 def collect_split_stats(
     space: FeatureSpace,
     samples: Iterable[tuple[Sample, bool]],
@@ -157,16 +171,8 @@ def collect_split_stats(
     """One pass over a labelled corpus: (task-positive stats, background stats)."""
     positive = CorpusStats(space.d_sae, space.threshold, top_k)
     background = CorpusStats(space.d_sae, space.threshold, background_top_k)
-    labels: deque[list[bool]] = deque()  # per chunk sent, its labels; results come back in the same order
-
-    def sample_chunks() -> Iterator[list[Sample]]:
-        for chunk in chunked(samples, chunk_size):
-            labels.append([is_positive for _, is_positive in chunk])
-            yield [sample for sample, _ in chunk]
-
-    for scored in space.score_chunks(sample_chunks(), on_batch=on_batch):
-        for scores, is_positive in zip(scored, labels.popleft(), strict=True):
-            (positive if is_positive else background).add([scores])
+    for scores, is_positive in labelled_scores(space, samples, chunk_size, on_batch):
+        (positive if is_positive else background).add([scores])
     logger.info("scored %d task-positive and %d background samples", positive.n_samples, background.n_samples)
     return positive, background
 
@@ -203,16 +209,8 @@ def collect_matched_stats(
     """As collect_split_stats, on length-matched subsets (`length_matched`); holds the scores in memory."""
     pos_scores: list[SampleScores] = []
     bg_scores: list[SampleScores] = []
-    labels: deque[list[bool]] = deque()  # as collect_split_stats: results come back in the order sent
-
-    def sample_chunks() -> Iterator[list[Sample]]:
-        for chunk in chunked(samples, chunk_size):
-            labels.append([is_positive for _, is_positive in chunk])
-            yield [sample for sample, _ in chunk]
-
-    for scored in space.score_chunks(sample_chunks(), on_batch=on_batch):
-        for scores, is_positive in zip(scored, labels.popleft(), strict=True):
-            (pos_scores if is_positive else bg_scores).append(scores)
+    for scores, is_positive in labelled_scores(space, samples, chunk_size, on_batch):
+        (pos_scores if is_positive else bg_scores).append(scores)
     kept_pos, kept_bg = length_matched(pos_scores, bg_scores, seed=seed)
     positive = CorpusStats(space.d_sae, space.threshold, top_k)
     background = CorpusStats(space.d_sae, space.threshold, 0)
