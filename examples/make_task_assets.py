@@ -287,7 +287,7 @@ def seed_fac(tasks: Iterable[str], sae: str) -> dict[str, float]:
         report = json.loads(_fac("coverage", f"examples/{task}/seed.jsonl", "--task", task, "--sae", sae,
                                  "--json").stdout)
         facs[task] = report["fac"]
-        logger.info("%s: demo seed FAC %.3f = %d / %d", task, report["fac"], report["n_covered"],
+        logger.info("%s: demo seed FAC %.3f = %d / %d", task, report["fac"], len(report["covered"]),
                     report["n_task_features"])
     return facs
 
