@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from fac.graph.config import RunConfig
 from fac.prompts import render
-from fac.tools.catalog.judge import DECISIONS, ChoiceModel, parse_decision, parse_one_word_answer
+from fac.tools.catalog.judge import ask_for_decision, decision_follow_up, parse_decision, parse_one_word_answer
 from fac.tools.quality.gates import QualityGates
 from fac.tools.quality.meta_text import InstructionEcho, MetaTextGate
 from fac.tools.quality.regurgitation import CopyIndex
@@ -37,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 LIST_FORMATS = ("text", "query")  # formats whose sample is one text: a list of several items is a scaffold
 MEMBER_DECISIONS = frozenset({"Yes", "Probably"})
-FOLLOW_UP_MAX_TOKENS = 8
 
 
 def instruction_texts(cfg: RunConfig) -> list[str]:
@@ -77,11 +76,7 @@ class ChatMembershipJudge:
         reply = str(self.chat.invoke(messages).text)
         decision = parse_decision(reply)
         if decision is None:
-            follow_up = [*messages, AIMessage(reply), HumanMessage(render("judge.decision.user"))]
-            if isinstance(self.chat, ChoiceModel):
-                word = str(self.chat.choose(follow_up, DECISIONS).text)
-            else:
-                word = str(self.chat.invoke(follow_up, max_tokens=FOLLOW_UP_MAX_TOKENS).text)
+            word = str(ask_for_decision(self.chat, decision_follow_up(messages, reply))().text)
             decision = parse_one_word_answer(word)
         why = " ".join(reply.split())[:200]
         return decision in MEMBER_DECISIONS, f"decision {decision or 'none'}: {why}"

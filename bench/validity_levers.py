@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,17 +48,8 @@ def main() -> None:
     assert task.anchor is not None
     hate = task.with_corpora(anchor=task.anchor, background=None, label_field="label", positive_labels=("hate",))
     flags = []
-    raw = dataclasses.replace(space, floors=None)
-    levers: list[tuple[str, FeatureSpace, bool, bool]] = [("raw", raw, False, False)]
-    for rho in (float(r) for r in args.rhos.split(",")):
-        floored = dataclasses.replace(space, floors=space.floors.with_relative(rho))
-        levers += [(f"rho{rho:g}", floored, False, False), (f"rho{rho:g}-matched", floored, True, False),
-                   (f"rho{rho:g}-hate", floored, False, True)]
-    for name, lever_space, matched, with_hate in levers:
-        started = time.perf_counter()
-        catalog = build_catalog(lever_space, task, match_length=matched)
-        if with_hate:
-            catalog = merge_catalogs([catalog, build_catalog(lever_space, hate)], task="toxicity")
+
+    def save(name: str, catalog: Any, lever_space: FeatureSpace, started: float) -> None:
         path = out / f"{name}.json"
         catalog.save_json(path)
         rho = lever_space.floors.relative if lever_space.floors is not None else None
@@ -65,6 +57,20 @@ def main() -> None:
                      f"@{'raw' if rho is None else f'{rho:g}'}")
         print(f"{name}: {len(catalog.task_features())} task features of {len(catalog.records)}, "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    raw = dataclasses.replace(space, floors=None)
+    save("raw", build_catalog(raw, task), raw, started)
+    for rho in (float(r) for r in args.rhos.split(",")):
+        floored = dataclasses.replace(space, floors=space.floors.with_relative(rho))
+        started = time.perf_counter()
+        plain = build_catalog(floored, task)
+        save(f"rho{rho:g}", plain, floored, started)
+        started = time.perf_counter()
+        save(f"rho{rho:g}-matched", build_catalog(floored, task, match_length=True), floored, started)
+        started = time.perf_counter()
+        save(f"rho{rho:g}-hate", merge_catalogs([plain, build_catalog(floored, hate)], task="toxicity"), floored,
+             started)
     print(" ".join(flags))
 
 

@@ -219,6 +219,19 @@ def prepare_spans(evidence: Sequence[FeatureEvidence], max_spans: int, max_span_
     return spans
 
 
+def decision_follow_up(messages: Sequence[BaseMessage], reply: str) -> list[BaseMessage]:
+    """The conversation asking once more for the decision alone, after a reply that gave none."""
+    return [*messages, AIMessage(reply), HumanMessage(render("judge.decision.user"))]
+
+
+def ask_for_decision(chat: BaseChatModel, follow_up: list[BaseMessage]) -> Callable[[], BaseMessage]:
+    """The follow-up call: a local model scores the four decision words, an endpoint answers in a few tokens."""
+    if isinstance(chat, ChoiceModel):
+        chooser = chat
+        return lambda: chooser.choose(follow_up, DECISIONS)
+    return lambda: chat.invoke(follow_up, max_tokens=FOLLOW_UP_MAX_TOKENS)
+
+
 class _Rejected(Exception):
     """The endpoint rejected this one request (invalid, too long, refused)."""
 
@@ -239,13 +252,8 @@ class _Judge:
         text = self._call(step, messages, lambda: self.chat.invoke(messages))
         if step == "explain" or parse_decision(text) is not None:
             return text
-        follow_up = [*messages, AIMessage(text), HumanMessage(render("judge.decision.user"))]
-        if isinstance(self.chat, ChoiceModel):
-            chooser = self.chat
-            word = self._call(f"{step} decision", follow_up, lambda: chooser.choose(follow_up, DECISIONS))
-        else:
-            word = self._call(f"{step} decision", follow_up,
-                              lambda: self.chat.invoke(follow_up, max_tokens=FOLLOW_UP_MAX_TOKENS))
+        follow_up = decision_follow_up(messages, text)
+        word = self._call(f"{step} decision", follow_up, ask_for_decision(self.chat, follow_up))
         decision = parse_one_word_answer(word)
         return f"{text}\n{FOLLOW_UP_MARK} [[{decision}]]" if decision is not None else text
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from fac.tools.cache_dir import default_cache_dir
 from fac.tools.catalog.build import Progress, _labelled, _samples, _stage
+from fac.tools.catalog.evidence import chunked
 from fac.tools.catalog.tasks import TaskSpec, task_data_dir
 from fac.tools.errors import ConfigError
 from fac.tools.quality.membership import KEEP, MembershipModel, fit_membership
@@ -35,13 +36,7 @@ def stored_path(task: str, space: FeatureSpace) -> Path:
 
 def _score(space: FeatureSpace, samples: list[Sample], name: str, progress: Progress | None) -> list[SampleScores]:
     advance = _stage(progress, f"scoring {name}", len(samples))
-    scores: list[SampleScores] = []
-    for start in range(0, len(samples), 256):
-        chunk = samples[start : start + 256]
-        scores.extend(space.score(chunk))
-        if advance is not None:
-            advance(len(chunk))
-    return scores
+    return [s for chunk in space.score_chunks(chunked(samples, 256), on_batch=advance) for s in chunk]
 
 
 def fit_task_membership(space: FeatureSpace, task: TaskSpec, *, keep: float = KEEP, seed: int = 0,

@@ -44,7 +44,8 @@ class _ScoreWorker:
     spec: SpaceSpec
 
     def __call__(self) -> Callable[[list[Sample]], tuple[str, list[bytes]]]:
-        space = replace(self.spec, use_cache=False).load()
+        # Raw scores: the driver caches what comes back (the cache holds raw scores) and applies its own floors.
+        space = replace(replace(self.spec, use_cache=False).load(), floors=None)
 
         def work(samples: list[Sample]) -> tuple[str, list[bytes]]:
             return space.score_key, [s.pack() for s in space.score(samples)]
