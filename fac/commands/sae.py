@@ -111,6 +111,10 @@ def train(
     dead_window: int = typer.Option(50, help="Steps without firing before a latent counts as dead (aux loss)."),
     autocast: bool = typer.Option(False, "--autocast/--no-autocast", help="bf16 autocast in each training step "
                                   "(about 2x faster on CPUs with bf16 units; weights and optimiser stay float32)."),
+    init: str = typer.Option("random", "--init", help="Decoder start: random directions, or 'data' (rows = random "
+                             "centred training activations; keeps far more latents alive in a short run)."),
+    resample_every: int = typer.Option(0, min=0, help="Every N steps (first 70 %% of the run) re-point latents "
+                                       "dead for --dead-window steps at badly reconstructed inputs (0 = never)."),
     refit: bool = typer.Option(True, "--refit-decoder/--no-refit-decoder",
                                help="Least-squares refit of the decoder after training (encoder unchanged)."),
     heldout_fraction: float = HELDOUT_FRACTION,
@@ -133,7 +137,7 @@ def train(
     _check_out(out)
     cfg = SAETrainingConfig(
         d_sae=d_sae, k=k, epochs=epochs, batch_tokens=batch_tokens, lr=lr, dead_feature_window=dead_window, seed=seed,
-        autocast=autocast,
+        autocast=autocast, init=init, resample_every=resample_every,
     )
     started = time.time()
     ray_options = opt.ray_options(ray, ray_actors, ray_gpus_per_actor, ray_cpus_per_actor)

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from fac.tools.errors import ConfigError
 from fac.tools.space.residual import LayerReader
+from fac.tools.space.sae_init import init_from_data, resample_dead
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -51,6 +52,8 @@ class SAETrainingConfig:
     norm_estimate_batches: int = 25
     seed: int = 0
     autocast: bool = False  # bf16 autocast in the training step (about 2x on CPUs with bf16 matmul units)
+    init: str = "random"  # "data": decoder rows start at training activations (tools/space/sae_init.py)
+    resample_every: int = 0  # > 0: re-point latents dead for the window every N steps, in the first 70 %
 
     def __post_init__(self) -> None:
         """Named as `fac sae train`'s flags, which mirror these fields."""
@@ -62,6 +65,9 @@ class SAETrainingConfig:
                               "must be >= 1")
         if not (math.isfinite(self.epochs) and self.epochs > 0 and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--epochs {self.epochs} and --lr {self.lr} must be finite numbers > 0")
+        if self.init not in ("random", "data") or self.resample_every < 0:
+            raise ConfigError(f"--init {self.init!r} and --resample-every {self.resample_every}: expected init "
+                              "'random' or 'data' and resample-every >= 0 (0 = never)")
 
 
 @dataclass(frozen=True)
@@ -166,15 +172,27 @@ def train_sae(
     trainer.activation_scaler.scaling_factor = scale
     with torch.no_grad():
         sae.b_dec.copy_(acts.mean(0) * scale)
-    if on_step is not None:
-        step_fn = trainer.step
+    if cfg.init == "data":
+        init_from_data(sae, acts * scale, cfg.seed)
+    step_fn = trainer.step
+    last_resample = int(steps * 0.7)
 
-        def counted(batch: torch.Tensor) -> Any:
-            out = step_fn(batch)
-            on_step(trainer.n_training_steps + 1, steps)
-            return out
+    def stepped(batch: torch.Tensor) -> Any:
+        out = step_fn(batch)
+        done = trainer.n_training_steps + 1
+        if cfg.resample_every and done % cfg.resample_every == 0 and done <= last_resample:
+            n = resample_dead(sae, trainer.optimizer, trainer.dead_neurons, trainer.activation_scaler(batch),
+                              cfg.seed + done)
+            trainer.n_forward_passes_since_fired[trainer.dead_neurons] = 0  # a full window to learn
+            logger.info("step %d/%d: resampled %d dead latents", done, steps, n)
+        elif done % 25 == 0:
+            logger.info("step %d/%d: %d latents without a firing for %d steps", done, steps,
+                        int(trainer.dead_neurons.sum()), cfg.dead_feature_window)
+        if on_step is not None:
+            on_step(done, steps)
+        return out
 
-        trainer.step = counted
+    trainer.step = stepped
     trained = trainer.fit()
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_inference_model(tmp)
