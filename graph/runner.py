@@ -221,11 +221,12 @@ def make_deps(
 
     from fac.agents.replies import layout
     from fac.tools.catalog.tasks import get_task
-    from fac.tools.text.datasets import read_records, read_samples
+    from fac.tools.text.datasets import read_nonempty
     from fac.tools.text.store import SampleStore, chroma_client
 
-    seed = tuple(read_samples(cfg.seed, cfg.text_field))
-    layouts = tuple(x for r in read_records(cfg.seed, cfg.text_field) if (x := layout(r.fields, cfg.sample_format)))
+    records = read_nonempty(cfg.seed, cfg.text_field)  # one pass: the samples and their few-shot layouts
+    seed = tuple(r.sample for r in records)
+    layouts = tuple(x for r in records if (x := layout(r.fields, cfg.sample_format)))
     task = get_task(cfg.task)
     if space is None:
         space = load_space(cfg)

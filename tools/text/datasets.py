@@ -255,12 +255,17 @@ def read_records(path: str | Path, text_field: str | None = None) -> Iterator[Re
         yield Record(number, sample, fields)
 
 
+def read_nonempty(path: str | Path, text_field: str | None = None) -> list[Record]:
+    """All records of a dataset; an empty dataset is an error."""
+    records = list(read_records(path, text_field))
+    if not records:
+        raise InputError(f"{path}: the dataset is empty; expected at least one record")
+    return records
+
+
 def read_samples(path: str | Path, text_field: str | None = None) -> list[Sample]:
     """All samples of a dataset; an empty dataset is an error."""
-    samples = [r.sample for r in read_records(path, text_field)]
-    if not samples:
-        raise InputError(f"{path}: the dataset is empty; expected at least one record")
-    return samples
+    return [r.sample for r in read_nonempty(path, text_field)]
 
 
 def samples_from_rows(rows: Iterable[Mapping[str, Any] | str | Sequence[Mapping[str, str]]],
