@@ -19,6 +19,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from fac.graph.config import RunConfig
 from fac.prompts import render
 from fac.tools.catalog.judge import ask_for_decision, decision_follow_up, parse_decision, parse_one_word_answer
+from fac.tools.errors import TransientError
+from fac.tools.llm.calls import transient_fault
 from fac.tools.quality.gates import QualityGates
 from fac.tools.quality.meta_text import InstructionEcho, MetaTextGate
 from fac.tools.quality.regurgitation import CopyIndex
@@ -68,16 +70,24 @@ class ChatMembershipJudge:
     chat: BaseChatModel
     task: str
     guideline: str
+    model: str = "judge"  # names the endpoint in fault messages
 
     def judge(self, text: str) -> tuple[bool, str]:
+        """Member or not, and why; an endpoint fault (down, 429, 5xx, timeout) is a TransientError (exit 3)."""
         messages: list[BaseMessage] = [
             SystemMessage(render("verifier.membership.system", task=self.task, guideline=self.guideline)),
             HumanMessage(render("verifier.membership.user", sample=text))]
-        reply = str(self.chat.invoke(messages).text)
-        decision = parse_decision(reply)
-        if decision is None:
-            word = str(ask_for_decision(self.chat, decision_follow_up(messages, reply))().text)
-            decision = parse_one_word_answer(word)
+        try:
+            reply = str(self.chat.invoke(messages).text)
+            decision = parse_decision(reply)
+            if decision is None:
+                word = str(ask_for_decision(self.chat, decision_follow_up(messages, reply))().text)
+                decision = parse_one_word_answer(word)
+        except Exception as err:
+            fault = transient_fault(err, self.model)
+            if fault is None:
+                raise
+            raise TransientError(f"membership judge {self.model!r}: {fault}") from None
         why = " ".join(reply.split())[:200]
         return decision in MEMBER_DECISIONS, f"decision {decision or 'none'}: {why}"
 
@@ -93,7 +103,7 @@ def make_gates(cfg: RunConfig, catalog: Catalog, seed: Sequence[Sample], task: T
     copies = CopyIndex(reference_texts(catalog, seed, task.anchor, task.text_field)) if cfg.gate_regurgitation else None
     membership, judge = None, None
     if cfg.gate_membership and judge_chat is not None:
-        judge = ChatMembershipJudge(judge_chat, task.name, task.guideline)
+        judge = ChatMembershipJudge(judge_chat, task.name, task.guideline, cfg.membership_judge_model or "judge")
     elif cfg.gate_membership:
         path = Path(cfg.membership_model) if cfg.membership_model else None
         membership = resolve_membership(space, task, path)

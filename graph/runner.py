@@ -156,12 +156,17 @@ def make_embedder(cfg: RunConfig) -> Embedder:
 
 
 def preflight_generator(cfg: RunConfig) -> None:
-    """An endpoint generator's key, server and model name, checked before any model loads (nothing for 'local')."""
-    if cfg.generator == "openai":
-        from fac.tools.llm.preflight import PREFLIGHT_TIMEOUT_S, Endpoint, preflight
+    """The endpoints' keys, servers and model names (the generator's, the membership judge's), checked before
+    any model loads; nothing for in-process models."""
+    from fac.tools.catalog.judge import LOCAL_JUDGE
+    from fac.tools.llm.preflight import PREFLIGHT_TIMEOUT_S, Endpoint, preflight
 
-        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env),
-                  timeout_s=min(cfg.timeout_s, PREFLIGHT_TIMEOUT_S))
+    timeout_s = min(cfg.timeout_s, PREFLIGHT_TIMEOUT_S)
+    if cfg.generator == "openai":
+        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env), timeout_s=timeout_s)
+    if cfg.gate_membership and cfg.membership_judge_model not in (None, LOCAL_JUDGE):
+        preflight(Endpoint("membership-judge", cfg.membership_judge_model, cfg.membership_judge_base_url,
+                           cfg.membership_judge_key_env), timeout_s=timeout_s)
 
 
 def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatModel:

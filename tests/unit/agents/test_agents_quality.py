@@ -19,6 +19,7 @@ from fac.graph.config import RunConfig
 from fac.graph.context import Deps
 from fac.graph.state import Draft, GenState
 from fac.tools.catalog.tasks import TaskSpec
+from fac.tools.errors import TransientError
 from fac.tools.quality.gates import QualityGates
 from fac.tools.quality.membership import Calibration, MembershipModel
 from fac.tools.quality.meta_text import InstructionEcho, MetaTextGate
@@ -144,3 +145,34 @@ def test_the_llm_judge_reads_the_decision_and_asks_again_when_there_is_none() ->
     member, why = no.judge("a walk in the park")
     assert member is False and "decision No" in why and len(chat.prompts) == 2
     assert "toxic text" in chat.prompts[0] and "a walk in the park" in chat.prompts[0]
+
+
+class Unreachable:
+    """A chat model whose endpoint is down (what the client raises after its retries), or that breaks otherwise."""
+
+    def __init__(self, err: BaseException) -> None:
+        self.err = err
+
+    def invoke(self, messages: object) -> object:
+        raise self.err
+
+
+def test_a_judge_endpoint_fault_is_a_transient_error_and_a_bug_is_not_hidden() -> None:
+    down = ChatMembershipJudge(Unreachable(ConnectionError("refused")), "toxicity", "g", "judge-7b")  # type: ignore[arg-type]
+    with pytest.raises(TransientError, match=r"membership judge 'judge-7b': ConnectionError"):
+        down.judge("you are all idiots")
+    broken = ChatMembershipJudge(Unreachable(KeyError("choices")), "toxicity", "g")  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        broken.judge("you are all idiots")
+
+
+def test_the_membership_judge_endpoint_is_checked_before_a_run_and_local_is_not() -> None:
+    from fac.graph.runner import preflight_generator
+
+    cfg = RunConfig(seed="seed.jsonl", task="toxicity", membership_judge_model="judge-7b",
+                    membership_judge_base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(TransientError, match=r"membership-judge endpoint http://127.0.0.1:9/v1 is unreachable .*"
+                                             r"--membership-judge-base-url"):
+        preflight_generator(cfg)
+    preflight_generator(cfg.model_copy(update={"membership_judge_model": "local"}))  # in-process: nothing to check
+    preflight_generator(cfg.model_copy(update={"gate_membership": False}))  # the gate is off: no judge is asked
