@@ -25,8 +25,8 @@ $(VENV)/.installed: pyproject.toml
 DEMO_BUDGET ?= 40000
 demo: install
 	@out=runs/demo-$$(date +%Y%m%d-%H%M%S); \
-	$(BIN)/fac coverage examples/toxicity/seed.jsonl --task toxicity && \
-	$(BIN)/fac run examples/toxicity/seed.jsonl --task toxicity --out $$out --budget-tokens $(DEMO_BUDGET) && \
+	$(BIN)/fac coverage examples/toxicity/seed_demo.jsonl --task toxicity && \
+	$(BIN)/fac run examples/toxicity/seed_demo.jsonl --task toxicity --out $$out --budget-tokens $(DEMO_BUDGET) && \
 	$(BIN)/fac report $$out && \
 	echo "run directory: $$out (fac trace $$out, fac export $$out --format jsonl)"
 

@@ -334,7 +334,7 @@ def demo_fac(spaces: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(covered, task features) of the demo seed against the shipped toxicity catalog, per space."""
     from fac.tools.catalog.build import load_catalog_file
 
-    catalog = load_catalog_file(TASK / "catalog.json")
+    catalog = load_catalog_file(TASK / "catalog.json.gz")
     task = {int(f) for f in catalog.task_features()}
     seed = [json.loads(line)["text"] for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = {}

@@ -25,7 +25,7 @@ from results_file import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "toxicity" / "seed.jsonl"
-CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / "catalog.json"
+CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / "catalog.json.gz"
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Generator"
 PRECISIONS = ("float32", "bfloat16")

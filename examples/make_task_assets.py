@@ -8,7 +8,7 @@ Steps:
   data     writes each task's anchor.jsonl, background.jsonl, LICENSE* and SOURCES.md into fac/assets/tasks/<task>/
            and 40 random items set aside for its demo seed into examples/<task>/seed_reserve.jsonl; held-out ids
            are never read into any of them (the script asserts it);
-  catalog  builds each catalog LLM-free with `fac catalog build --task T --sae SAE --out .../catalog.json`
+  catalog  builds each catalog LLM-free with `fac catalog build --task T --sae SAE --out .../catalog.json.gz`
            (contrast: the preferred side of a pair or the behaviour-matching answer of an A/B item against the
            other side of the same items; instructions against hh-rlhf chat exchanges);
   seed     the demo seed examples/<task>/seed.jsonl: the first k reserved items (a random sample), k the largest of
@@ -61,7 +61,8 @@ CITE = ("Perez et al. 2022, \"Discovering Language Model Behaviors with Model-Wr
         "(arXiv 2212.09251), github.com/anthropics/evals")
 
 sys.path.insert(0, str(ROOT))
-from fac.tools.text.formats import ab_options, hh_messages  # noqa: E402  (the repository's own reader)
+from fac.tools.catalog.build import load_catalog_file  # noqa: E402  (the repository's own reader)
+from fac.tools.text.formats import ab_options, hh_messages  # noqa: E402
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -275,10 +276,10 @@ def _fac(*args: str) -> subprocess.CompletedProcess[str]:
 
 def build_catalogs(tasks: Iterable[str], sae: str) -> None:
     for task in tasks:
-        _fac("catalog", "build", "--task", task, "--sae", sae, "--out", f"fac/assets/tasks/{task}/catalog.json")
-        catalog = json.loads((ASSETS / task / "catalog.json").read_text())
-        logger.info("%s: %d features recorded, %d task-relevant", task, len(catalog["records"]),
-                    sum(r["relevant"] for r in catalog["records"]))
+        _fac("catalog", "build", "--task", task, "--sae", sae, "--out", f"fac/assets/tasks/{task}/catalog.json.gz")
+        catalog = load_catalog_file(ASSETS / task / "catalog.json.gz")
+        logger.info("%s: %d features recorded, %d task-relevant", task, len(catalog.records),
+                    len(catalog.task_features()))
 
 
 def seed_fac(tasks: Iterable[str], sae: str) -> dict[str, float]:
@@ -295,7 +296,6 @@ def seed_fac(tasks: Iterable[str], sae: str) -> dict[str, float]:
 def choose_seeds(tasks: Iterable[str], sae: str) -> dict[str, int]:
     """Per task, the demo seed: the largest prefix of the reserve (in SEED_SIZES) with FAC <= SEED_FAC_MAX."""
     import fac
-    from fac.tools.catalog.build import load_catalog_file
     from fac.tools.coverage import activated_features
     from fac.tools.text.datasets import read_records
 
@@ -305,7 +305,7 @@ def choose_seeds(tasks: Iterable[str], sae: str) -> dict[str, int]:
         reserve = ROOT / "examples" / task / "seed_reserve.jsonl"
         rows = [json.loads(line) for line in reserve.read_text(encoding="utf-8").splitlines()]
         scores = space.score([r.sample for r in read_records(reserve)])
-        features = set(load_catalog_file(ASSETS / task / "catalog.json").task_features())
+        features = set(load_catalog_file(ASSETS / task / "catalog.json.gz").task_features())
         facs = {k: len(activated_features(scores[:k], space.threshold) & features) / len(features) for k in SEED_SIZES}
         k = max((k for k, v in facs.items() if v <= SEED_FAC_MAX), default=SEED_SIZES[0])
         _write(ROOT / "examples" / task / "seed.jsonl", rows[:k])

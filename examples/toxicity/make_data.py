@@ -1,4 +1,4 @@
-"""Rebuild seed.jsonl, seed_random.jsonl (here) and the task's anchor.jsonl and background.jsonl (in
+"""Rebuild seed_demo.jsonl, seed.jsonl, seed_random.jsonl (here) and the task's anchor.jsonl and background.jsonl (in
 fac/assets/tasks/toxicity/, shipped in the package) from Davidson et al. (2017).
 
 Usage (from the repository root): python examples/toxicity/make_data.py [path/to/shared/data]
@@ -7,7 +7,9 @@ Only tweets outside the project's held-out 20% (corpus/heldout_ids.json) are use
 cleaned as in the SAE corpus (HTML entities unescaped, whitespace collapsed, 10-1000 characters,
 >= 90% ASCII), deduplicated case-insensitively, and then drawn with a fixed seed:
   seed_random.jsonl 150 offensive-or-hateful tweets (classes 0/1, natural proportions)
-  seed.jsonl        the demo seed, deliberately narrow: the 100 shortest remaining toxic tweets that
+  seed_demo.jsonl   the demo seed (`make demo`): the first DEMO_SIZE rows of seed_random.jsonl, a random
+                    sample of real task data
+  seed.jsonl        the narrow seed of the benches, deliberately narrow: the 100 shortest remaining toxic tweets that
                     contain "hoe" (ties by row id), as a keyword search would collect them
   anchor.jsonl      1,500 other task-positive tweets: 1,000 offensive (class 1) + 500 hate (class 0)
   background.jsonl  1,500 tweets labelled "neither" (class 2)
@@ -32,6 +34,7 @@ TASK_ASSETS = HERE.parents[1] / "fac" / "assets" / "tasks" / "toxicity"
 LABELS = {"0": "hate", "1": "offensive", "2": "neither"}
 SEED_SIZE, ANCHOR_OFFENSIVE, ANCHOR_HATE, BACKGROUND_SIZE = 150, 1000, 500, 1500
 NARROW_KEYWORD, NARROW_SIZE = "hoe", 100
+DEMO_SIZE = 50  # the largest of 25, 50, 75, 100 whose FAC on the default space stays <= 0.85 (README)
 
 
 def clean(tweet: str) -> str | None:
@@ -69,7 +72,8 @@ def main(data: Path) -> None:
     ids = [{r["id"] for r in part} for part in (seed, anchor, background, seed_random)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2] or ids[3] & ids[1] or ids[3] & ids[2])
     assert not set().union(*ids) & {f"davidson:{i}" for i in held_ids}
-    outputs = (("seed", seed, HERE), ("seed_random", seed_random, HERE), ("anchor", anchor, TASK_ASSETS),
+    outputs = (("seed_demo", seed_random[:DEMO_SIZE], HERE), ("seed", seed, HERE), ("seed_random", seed_random, HERE),
+               ("anchor", anchor, TASK_ASSETS),
                ("background", background, TASK_ASSETS))
     for name, rows, folder in outputs:
         with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as out:

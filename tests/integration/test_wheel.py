@@ -42,7 +42,7 @@ def test_the_wheel_holds_every_package_as_real_files(wheel: Path) -> None:
             info = archive.getinfo(f"fac/{package}/__init__.py")
             assert (info.external_attr >> 16) & 0o170000 != 0o120000  # a file, not a symlink
     for required in ("fac/tools/space/features.py", "fac/traces/templates/report.html.j2",
-                     "fac/prompts/generator.draft.j2", "fac/assets/tasks/toxicity/catalog.json"):
+                     "fac/prompts/generator.draft.j2", "fac/assets/tasks/toxicity/catalog.json.gz"):
         assert required in names, required
     assert not any(n.startswith(("tools/", "agents/", "graph/", "traces/", "tests/")) for n in names)
 
@@ -61,10 +61,10 @@ def test_fac_coverage_runs_from_the_installed_wheel_outside_the_checkout(wheel: 
                            cwd=tmp_path, env=env, check=True, capture_output=True, text=True).stdout.strip()
     assert Path(where).is_relative_to(purelib) and not Path(where).is_relative_to(REPO)
     seed = tmp_path / "seed.jsonl"
-    seed.write_bytes((REPO / "examples" / "toxicity" / "seed.jsonl").read_bytes())
+    seed.write_bytes((REPO / "examples" / "toxicity" / "seed_demo.jsonl").read_bytes())
     result = subprocess.run([str(python), "-m", "fac", "coverage", str(seed), "--task", "toxicity", "--json",
                              "--embedder", "none"], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert report["n_task_features"] == 251 and len(report["covered"]) == 190  # the demo's numbers (README)
+    assert report["n_task_features"] == 738 and len(report["covered"]) == 618  # the demo's numbers (README)

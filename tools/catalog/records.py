@@ -6,6 +6,7 @@ the feature space that built it; using it with another model/layer/SAE/mode is r
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -109,9 +110,14 @@ class Catalog(BaseModel):
                            floors_now or "none")
 
     def save_json(self, path: Path) -> None:
+        """JSON, gzipped when the name ends in .gz (reproducible bytes: no timestamp in the header)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=1))
+        text = self.model_dump_json(indent=1)
+        if path.name.endswith(".gz"):
+            tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+        else:
+            tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
 
     @classmethod
@@ -119,8 +125,9 @@ class Catalog(BaseModel):
         if not path.is_file():
             raise InputError(f"{path}: no such catalog file")
         try:
-            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, ValueError) as err:
+            raw = path.read_bytes()
+            return cls.model_validate(json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw))
+        except (json.JSONDecodeError, ValueError, OSError, EOFError) as err:
             first = str(err).splitlines()[0]
             raise InputError(f"{path}: not a fac catalog ({first})") from None
 

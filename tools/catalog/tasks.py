@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 ANCHOR_FILE = "anchor.jsonl"
 BACKGROUND_FILE = "background.jsonl"
-CATALOG_FILE = "catalog.json"
+CATALOG_FILE = "catalog.json.gz"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 
 # One line per task: what `fac catalog show` prints, and the judge's guideline when prompts/ has none.

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from sae_lens import SAE
 
 DEFAULT_SAE = "default"
-DEFAULT_SAE_NAME = "smollm2-135m-it-l15-topk4096"
+DEFAULT_SAE_NAME = "smollm2-135m-it-l15-topk16k"
 SAE_WEIGHTS = "sae_weights.safetensors"  # sae-lens's weights file beside cfg.json
 _HOOK_PATTERNS = (
     re.compile(r"blocks\.(\d+)\.hook_resid_post$"),  # TransformerLens: output of block i -> hidden_states[i+1]

@@ -17,7 +17,7 @@ def test_toxicity_ships_its_anchor_background_and_catalog_inside_the_package() -
     package = Path(str(resources.files("fac"))).resolve() / "assets" / "tasks" / "toxicity"
     assert task.anchor == package / "anchor.jsonl" and task.anchor.is_file()
     assert task.background == package / "background.jsonl" and task.background.is_file()
-    assert task.catalog == package / "catalog.json" and (package / "LICENSE").is_file()
+    assert task.catalog == package / "catalog.json.gz" and (package / "LICENSE").is_file()
     assert task.guideline == guideline("toxicity")
     assert task.describe_corpora() == ("fac/assets/tasks/toxicity/anchor.jsonl vs "
                                        "fac/assets/tasks/toxicity/background.jsonl")

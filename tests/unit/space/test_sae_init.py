@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import torch
 from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
-from test_sae_training import CONFIG, N_TRAIN, sparse_data
+from test_sae_training import CONFIG, N_TRAIN, one_thread, sparse_data  # noqa: F401 (one_thread: autouse)
 
 from fac.tools.errors import ConfigError
 from fac.tools.space.sae_init import init_from_data, resample_dead
 from fac.tools.space.sae_training import SAETrainingConfig, evaluate_sae, train_sae
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_sae(d_sae: int = 32, d_in: int = 16) -> TopKTrainingSAE:
