@@ -333,8 +333,9 @@ def part_table(parts: PartTimer, timing: dict[str, float], flops: dict[str, floa
 def demo_fac(spaces: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(covered, task features) of the demo seed against the shipped toxicity catalog, per space."""
     from fac.tools.catalog.build import load_catalog_file
+    from fac.tools.catalog.tasks import CATALOG_FILE
 
-    catalog = load_catalog_file(TASK / "catalog.json.gz")
+    catalog = load_catalog_file(TASK / CATALOG_FILE)
     task = {int(f) for f in catalog.task_features()}
     seed = [json.loads(line)["text"] for line in SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
     out = {}

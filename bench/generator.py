@@ -23,9 +23,11 @@ from typing import Any
 
 from results_file import write_section
 
+from fac.tools.catalog.tasks import CATALOG_FILE
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "toxicity" / "seed.jsonl"
-CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / "catalog.json.gz"
+CATALOG = REPO / "fac" / "assets" / "tasks" / "toxicity" / CATALOG_FILE
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Generator"
 PRECISIONS = ("float32", "bfloat16")

@@ -62,6 +62,7 @@ CITE = ("Perez et al. 2022, \"Discovering Language Model Behaviors with Model-Wr
 
 sys.path.insert(0, str(ROOT))
 from fac.tools.catalog.build import load_catalog_file  # noqa: E402  (the repository's own reader)
+from fac.tools.catalog.tasks import CATALOG_FILE  # noqa: E402
 from fac.tools.text.formats import ab_options, hh_messages  # noqa: E402
 
 
@@ -276,8 +277,8 @@ def _fac(*args: str) -> subprocess.CompletedProcess[str]:
 
 def build_catalogs(tasks: Iterable[str], sae: str) -> None:
     for task in tasks:
-        _fac("catalog", "build", "--task", task, "--sae", sae, "--out", f"fac/assets/tasks/{task}/catalog.json.gz")
-        catalog = load_catalog_file(ASSETS / task / "catalog.json.gz")
+        _fac("catalog", "build", "--task", task, "--sae", sae, "--out", f"fac/assets/tasks/{task}/{CATALOG_FILE}")
+        catalog = load_catalog_file(ASSETS / task / CATALOG_FILE)
         logger.info("%s: %d features recorded, %d task-relevant", task, len(catalog.records),
                     len(catalog.task_features()))
 
@@ -305,7 +306,7 @@ def choose_seeds(tasks: Iterable[str], sae: str) -> dict[str, int]:
         reserve = ROOT / "examples" / task / "seed_reserve.jsonl"
         rows = [json.loads(line) for line in reserve.read_text(encoding="utf-8").splitlines()]
         scores = space.score([r.sample for r in read_records(reserve)])
-        features = set(load_catalog_file(ASSETS / task / "catalog.json.gz").task_features())
+        features = set(load_catalog_file(ASSETS / task / CATALOG_FILE).task_features())
         facs = {k: len(activated_features(scores[:k], space.threshold) & features) / len(features) for k in SEED_SIZES}
         k = max((k for k, v in facs.items() if v <= SEED_FAC_MAX), default=SEED_SIZES[0])
         _write(ROOT / "examples" / task / "seed.jsonl", rows[:k])

@@ -217,7 +217,7 @@ def synthesize(seed: Any, task: str, out: str | Path, *, goals: Goals | None = N
     """Run the agent on `seed` until `goals` are met; `settings` are RunConfig fields (generator, base_url,
     generator_model, temperature, ...). A seed in memory is written to `out`/seed.jsonl, so the run resumes."""
     from fac.graph.config import make_config
-    from fac.graph.runner import make_deps, open_run, preflight_generator, run
+    from fac.graph.runner import make_deps, open_run, preflight_endpoints, run
 
     out = Path(out)
     lines: list[str] | None = None
@@ -231,7 +231,7 @@ def synthesize(seed: Any, task: str, out: str | Path, *, goals: Goals | None = N
               **settings}
     cfg = make_config({k: v for k, v in values.items() if v is not None})
     if writer is None:
-        preflight_generator(cfg)  # before the run directory and the models
+        preflight_endpoints(cfg)  # before the run directory and the models
     cfg, paths = open_run(out, cfg)
     if lines is not None:
         seed_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -243,10 +243,10 @@ def synthesize(seed: Any, task: str, out: str | Path, *, goals: Goals | None = N
 def resume(run_dir: str | Path, *, writer: BaseChatModel | None = None,
            space: FeatureSpace | SpaceSpec | None = None, **limits: Any) -> SynthesisResult:
     """Continue a run from its last checkpoint; `limits` may raise goals and budgets (goal_fac, budget_tokens...)."""
-    from fac.graph.runner import make_deps, open_run, preflight_generator, run
+    from fac.graph.runner import make_deps, open_run, preflight_endpoints, run
 
     cfg, paths = open_run(Path(run_dir), resume=True, overrides=limits)
     if writer is None:
-        preflight_generator(cfg)
+        preflight_endpoints(cfg)
     deps = make_deps(cfg, paths, space=_space(space if space is not None else _run_space(cfg)), writer=writer)
     return _finish(run(deps, paths))

@@ -155,7 +155,7 @@ def make_embedder(cfg: RunConfig) -> Embedder:
     return default_embedder() if cfg.embedder == "minilm" else HashingEmbedder()
 
 
-def preflight_generator(cfg: RunConfig) -> None:
+def preflight_endpoints(cfg: RunConfig) -> None:
     """The endpoints' keys, servers and model names (the generator's, the membership judge's), checked before
     any model loads; nothing for in-process models."""
     from fac.tools.catalog.judge import LOCAL_JUDGE

@@ -114,7 +114,7 @@ def run_command(
 ) -> None:
     """Synthesise samples that cover the seed's missing task features; each kept sample is verified."""
     from fac.graph.config import make_config, read_config_file
-    from fac.graph.runner import attach_log_file, make_deps, open_run, preflight_generator, run
+    from fac.graph.runner import attach_log_file, make_deps, open_run, preflight_endpoints, run
 
     setup_logging(verbose)
     base_url = alias(base_url, old_base_url, "--generator-base-url", "--base-url")
@@ -149,7 +149,7 @@ def run_command(
         if dry_run:
             raise ConfigError("--dry-run previews a new run; `fac status RUN` shows where a run stands")
         cfg, paths = open_run(resume, resume=True, overrides={**semantic, **flags})
-        preflight_generator(cfg)
+        preflight_endpoints(cfg)
     else:
         values = read_config_file(config) if config else {}
         out = out or (Path(str(values["out"])) if values.get("out") else None)
@@ -163,7 +163,7 @@ def run_command(
         if dry_run:
             dry_run_report(cfg, out)
             return
-        preflight_generator(cfg)  # a missing key, a server down or a wrong model name: before the run directory exists
+        preflight_endpoints(cfg)  # a missing key, a server down or a wrong model name: before the run directory exists
         cfg, paths = open_run(out, cfg)
     handler = attach_log_file(paths)
     try:

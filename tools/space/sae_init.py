@@ -18,15 +18,16 @@ import torch
 
 
 @torch.no_grad()
-def init_from_data(sae: Any, scaled_acts: torch.Tensor, seed: int) -> None:
-    """Decoder rows = distinct random training activations minus b_dec, at the decoder's current row norm;
-    encoder = decoder transpose. `scaled_acts` are in the SAE's (normalised) input space."""
+def init_from_data(sae: Any, acts: torch.Tensor, seed: int, scale: float = 1.0) -> None:
+    """Decoder rows = distinct random training activations (times `scale`, the SAE's input normalisation)
+    minus b_dec, at the decoder's current row norm; encoder = decoder transpose. Only the drawn rows are
+    scaled: the activations can be gigabytes."""
     d_sae = sae.W_dec.shape[0]
     generator = torch.Generator().manual_seed(seed)
-    n = scaled_acts.shape[0]
+    n = acts.shape[0]
     rows = torch.randperm(n, generator=generator)[:d_sae] if n >= d_sae else torch.randint(n, (d_sae,),
                                                                                             generator=generator)
-    directions = scaled_acts[rows].to(sae.W_dec.dtype) - sae.b_dec
+    directions = acts[rows].to(sae.W_dec.dtype) * scale - sae.b_dec
     directions /= directions.norm(dim=1, keepdim=True).clamp_min(1e-8)
     norms = sae.W_dec.norm(dim=1, keepdim=True)
     sae.W_dec.copy_(directions * norms)

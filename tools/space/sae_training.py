@@ -173,7 +173,7 @@ def train_sae(
     with torch.no_grad():
         sae.b_dec.copy_(acts.mean(0) * scale)
     if cfg.init == "data":
-        init_from_data(sae, acts * scale, cfg.seed)
+        init_from_data(sae, acts, cfg.seed, scale)
     step_fn = trainer.step
     last_resample = int(steps * 0.7)
 
@@ -181,9 +181,9 @@ def train_sae(
         out = step_fn(batch)
         done = trainer.n_training_steps + 1
         if cfg.resample_every and done % cfg.resample_every == 0 and done <= last_resample:
-            n = resample_dead(sae, trainer.optimizer, trainer.dead_neurons, trainer.activation_scaler(batch),
-                              cfg.seed + done)
-            trainer.n_forward_passes_since_fired[trainer.dead_neurons] = 0  # a full window to learn
+            dead = trainer.dead_neurons
+            n = resample_dead(sae, trainer.optimizer, dead, trainer.activation_scaler(batch), cfg.seed + done)
+            trainer.n_forward_passes_since_fired[dead] = 0  # a full window to learn
             logger.info("step %d/%d: resampled %d dead latents", done, steps, n)
         elif done % 25 == 0:
             logger.info("step %d/%d: %d latents without a firing for %d steps", done, steps,

@@ -167,12 +167,12 @@ def test_a_judge_endpoint_fault_is_a_transient_error_and_a_bug_is_not_hidden() -
 
 
 def test_the_membership_judge_endpoint_is_checked_before_a_run_and_local_is_not() -> None:
-    from fac.graph.runner import preflight_generator
+    from fac.graph.runner import preflight_endpoints
 
     cfg = RunConfig(seed="seed.jsonl", task="toxicity", membership_judge_model="judge-7b",
                     membership_judge_base_url="http://127.0.0.1:9/v1")
     with pytest.raises(TransientError, match=r"membership-judge endpoint http://127.0.0.1:9/v1 is unreachable .*"
                                              r"--membership-judge-base-url"):
-        preflight_generator(cfg)
-    preflight_generator(cfg.model_copy(update={"membership_judge_model": "local"}))  # in-process: nothing to check
-    preflight_generator(cfg.model_copy(update={"gate_membership": False}))  # the gate is off: no judge is asked
+        preflight_endpoints(cfg)
+    preflight_endpoints(cfg.model_copy(update={"membership_judge_model": "local"}))  # in-process: nothing to check
+    preflight_endpoints(cfg.model_copy(update={"gate_membership": False}))  # the gate is off: no judge is asked
