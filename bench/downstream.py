@@ -1,10 +1,10 @@
 """Downstream value of synthetic samples: does seed + N samples train a better toxicity detector? (issue 12 item 1)
 
-For each seed (the narrow demo seed examples/toxicity/seed.jsonl and the random one seed_random.jsonl) the same
-generator makes N samples per arm, and the validity benchmark's detector (bench/fac_validity.py: logistic
-regression on MiniLM embeddings, the seed + the arm's samples as positives, 1,000 real non-held-out
-"neither" tweets as negatives, one draw per detector seed) is scored by AUPRC on the Davidson held-out
-rows (in-domain) and on the ToxiGen demonstrations (out-of-domain):
+For each seed (the narrow seed examples/toxicity/seed.jsonl, 100 "hoe" tweets, and the random demo seed
+seed_demo.jsonl, 50 random toxic tweets) the same generator makes N samples per arm, and the validity benchmark's
+detector (bench/fac_validity.py: logistic regression on MiniLM embeddings, the seed + the arm's samples as
+positives, 1,000 real non-held-out "neither" tweets as negatives, one draw per detector seed) is scored by AUPRC
+on the Davidson held-out rows (in-domain) and on the ToxiGen demonstrations (out-of-domain):
 
 - seed only;
 - fac: the first N samples a `fac run` accepts (every quality gate on, goal FAC 1.0, samples per feature raised
@@ -22,7 +22,8 @@ untargeted arms and above the open loop on both evaluations, fac not below seed 
 Heavy: N = 100 means some hundred generator calls per arm and seed on the embedded model (hours on 2 CPU
 cores; use --generator-base-url for an endpoint). RESULTS.md is written only for N >= 100.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/downstream.py [--n 100] [--seeds 5] [--seeds-files narrow,random]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/downstream.py [--n 100] [--seeds 5] [--seed-files narrow,random]
+        [--generator-base-url URL --generator-model NAME] [--reuse]
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = {"narrow": ROOT / "examples" / "toxicity" / "seed.jsonl",
-         "random": ROOT / "examples" / "toxicity" / "seed_random.jsonl"}
+         "random": ROOT / "examples" / "toxicity" / "seed_demo.jsonl"}
 ARMS = ("seed only", "fac", "untargeted", "untargeted + gates", "open loop", "real")
 SECTION = "## Downstream detector (issue 12 item 1; `bench/downstream.py`)"
 MIN_REPORTED_N = 100
+ARMS_FILE = "arms.json"
 
 
 def _module(name: str) -> ModuleType:
@@ -74,6 +76,16 @@ def fac_arm(cfg: Any, shared: dict[str, Any], out: Path, n: int, n_missing: int)
     lines = (out / "samples.jsonl").read_text(encoding="utf-8").splitlines() if (out / "samples.jsonl").exists() else []
     texts = [str(json.loads(line)["text"]) for line in lines if line.strip()]
     return texts[:n], {k: v for k, v in stats.items() if k != "trajectory"}
+
+
+def kept_fac_arm(run_dir: Path, n: int) -> tuple[list[str], dict[str, Any]]:
+    """The samples a fac arm's run directory holds (a run stopped early, or resumed with other limits)."""
+    status = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    texts = _texts(run_dir / "samples.jsonl")
+    return texts[:n], {"fac": status["fac_now"], "fac_before": status["fac_before"], "kept": len(texts),
+                       "tokens": status["tokens_used"], "rejections": status["rejections"],
+                       "stop": status.get("interrupted") or f"{status['stop_reason']}: {status['stop_detail']}",
+                       "run": str(run_dir)}
 
 
 def gated(candidates: list[str], deps: Any, n: int) -> tuple[list[str], dict[str, int]]:
@@ -132,7 +144,10 @@ def arms_for_seed(name: str, seed_file: Path, args: argparse.Namespace, v: Modul
     n_missing = len(task - synthesis.covered_by(space, list(seed), task, cfg.threshold))
     n, samples, stats = args.n, {}, {}
     t0 = time.perf_counter()
-    samples["fac"], stats["fac"] = fac_arm(cfg, shared, out / "fac", n, n_missing)
+    if args.keep_fac and (out / "fac" / "samples.jsonl").exists():
+        samples["fac"], stats["fac"] = kept_fac_arm(out / "fac", n)
+    else:
+        samples["fac"], stats["fac"] = fac_arm(cfg, shared, out / "fac", n, n_missing)
     stats["fac"]["seconds"] = round(time.perf_counter() - t0)
     per_call = 300 + cfg.max_new_tokens
     t0 = time.perf_counter()
@@ -153,9 +168,21 @@ def arms_for_seed(name: str, seed_file: Path, args: argparse.Namespace, v: Modul
     equal_n = min(len(s) for s in samples.values())
     samples = {arm: s[:equal_n] for arm, s in samples.items()}
     for arm, texts in samples.items():
-        path = out / f"{arm.replace(' + ', '_').replace(' ', '_')}.jsonl"
-        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
-    return {"seed": seed, "samples": samples, "stats": stats, "equal_n": equal_n, "asked_n": n}
+        arm_file(out, arm).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    meta = {"stats": stats, "equal_n": equal_n, "asked_n": n}
+    (out / ARMS_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return {"seed": seed, "samples": samples, **meta}
+
+
+def arm_file(out: Path, arm: str) -> Path:
+    return out / f"{arm.replace(' + ', '_').replace(' ', '_')}.jsonl"
+
+
+def reused_arms(seed_file: Path, out: Path) -> dict[str, Any]:
+    """The arms an earlier run of this bench wrote to out (samples and statistics), to evaluate them again."""
+    meta = json.loads((out / ARMS_FILE).read_text(encoding="utf-8"))
+    samples = {arm: _texts(arm_file(out, arm)) for arm in ARMS if arm != "seed only"}
+    return {"seed": _texts(seed_file), "samples": samples, **meta}
 
 
 def evaluate(seed_result: dict[str, Any], args: argparse.Namespace, v: ModuleType, pools: dict[str, Any],
@@ -234,8 +261,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.seed_files.split(","):
         seed_out = out / name
         seed_out.mkdir(parents=True, exist_ok=True)
-        print(f"seed {name}: generating the arms …", file=sys.stderr)
-        seed_result = arms_for_seed(name, SEEDS[name], args, v, pools, seed_out)
+        if args.reuse and (seed_out / ARMS_FILE).exists():
+            print(f"seed {name}: evaluating the arms in {seed_out} …", file=sys.stderr)
+            seed_result = reused_arms(SEEDS[name], seed_out)
+        else:
+            print(f"seed {name}: generating the arms …", file=sys.stderr)
+            seed_result = arms_for_seed(name, SEEDS[name], args, v, pools, seed_out)
         seed_result["rows"] = evaluate(seed_result, args, v, pools, embedder)
         seed_result["targets"] = targets(seed_result["rows"], v.EVALS)
         seed_result.pop("samples")
@@ -258,6 +289,11 @@ def main() -> None:
     parser.add_argument("--generator-base-url", default=None, help="an OpenAI-compatible endpoint (default: local)")
     parser.add_argument("--generator-model", default="default")
     parser.add_argument("--run-seed", type=int, default=0)
+    parser.add_argument("--keep-fac", action="store_true", help="take the fac arm from the run in OUT/<seed>/fac "
+                        "(stopped or resumed by hand, e.g. `fac run --resume` with more samples per feature) instead "
+                        "of running it again")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the arms an earlier run wrote to OUT/<seed>/ "
+                        "(samples and arms.json) instead of generating them again")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--out", default=str(ROOT / "bench" / "runs" / "downstream"))
     args = parser.parse_args()

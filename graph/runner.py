@@ -28,6 +28,7 @@ from fac.graph.run_dir import CONFIG_FILE, RunDir
 from fac.graph.state import GenState
 from fac.graph.status import Status, status
 from fac.tools.errors import ConfigError, InputError, TransientError
+from fac.tools.llm.calls import STOPPING
 from fac.tools.redaction import RedactFilter, redact
 from fac.traces.recorder import STREAM_MODES, TraceRecorder
 
@@ -76,14 +77,17 @@ def stop_on_signals() -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: Any) -> None:
+        STOPPING.set()  # the generator's unsent requests are skipped while the step in flight winds down
         raise StopRequested(signum)
 
+    STOPPING.clear()
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        STOPPING.clear()
 
 
 def open_run(out: Path, cfg: RunConfig | None = None, *, resume: bool = False,
@@ -161,12 +165,12 @@ def preflight_endpoints(cfg: RunConfig) -> None:
     from fac.tools.catalog.judge import LOCAL_JUDGE
     from fac.tools.llm.preflight import PREFLIGHT_TIMEOUT_S, Endpoint, preflight
 
-    timeout_s = min(cfg.timeout_s, PREFLIGHT_TIMEOUT_S)
+    waits = {"timeout_s": min(cfg.timeout_s, PREFLIGHT_TIMEOUT_S), "patience_s": cfg.timeout_s}
     if cfg.generator == "openai":
-        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env), timeout_s=timeout_s)
+        preflight(Endpoint("generator", cfg.generator_model, cfg.base_url, cfg.api_key_env), **waits)
     if cfg.gate_membership and cfg.membership_judge_model not in (None, LOCAL_JUDGE):
         preflight(Endpoint("membership-judge", cfg.membership_judge_model, cfg.membership_judge_base_url,
-                           cfg.membership_judge_key_env), timeout_s=timeout_s)
+                           cfg.membership_judge_key_env), **waits)
 
 
 def make_writer(cfg: RunConfig, space: FeatureSpace | None = None) -> BaseChatModel:

@@ -282,6 +282,8 @@ class TraceRecorder(BaseCallbackHandler):
 
     def _call_started(self, run_id: UUID, serialized: dict[str, Any] | None, prompt: list[dict[str, str]],
                       digest: str, metadata: dict[str, Any] | None, kwargs: Mapping[str, Any]) -> None:
+        if self._closed:  # a call of a step abandoned when the run stopped: the trace's session is over
+            return
         meta = metadata or {}
         invocation = kwargs.get("invocation_params") or {}
         params = {k: invocation[k] for k in _PARAMS if invocation.get(k) is not None}
@@ -294,7 +296,7 @@ class TraceRecorder(BaseCallbackHandler):
                    **kwargs: Any) -> None:
         with self._lock:
             started = self._calls.pop(run_id, None)
-        if started is None:
+        if started is None or self._closed:
             return
         row, t0 = started
         generation = response.generations[0][0] if response.generations and response.generations[0] else None
@@ -314,7 +316,7 @@ class TraceRecorder(BaseCallbackHandler):
                      **kwargs: Any) -> None:
         with self._lock:
             started = self._calls.pop(run_id, None)
-        if started is None:
+        if started is None or self._closed:
             return
         row, t0 = started
         call = self.store.call(row)

@@ -17,7 +17,7 @@ from fac.tools.catalog.evidence import CorpusStats, collect_matched_stats, colle
 from fac.tools.catalog.records import Catalog, FeatureRecord
 from fac.tools.catalog.tasks import TaskSpec
 from fac.tools.errors import ConfigError, InputError
-from fac.tools.text.datasets import read_records
+from fac.tools.text.datasets import read_records, read_samples
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -37,13 +37,6 @@ Progress = Callable[[str, int], Callable[[int], None]]
 def load_catalog_file(path: Path) -> Catalog:
     """A catalog exported as JSON or parquet."""
     return Catalog.load_parquet(path) if path.suffix == ".parquet" else Catalog.load_json(path)
-
-
-def _samples(path: Path, text_field: str | None) -> list[Sample]:
-    samples = [r.sample for r in read_records(path, text_field)]
-    if not samples:
-        raise InputError(f"{path}: the corpus is empty; expected at least one record")
-    return samples
 
 
 def _labelled(task: TaskSpec) -> list[tuple[Sample, bool]]:
@@ -92,8 +85,8 @@ def anchor_stats(
         if task.label_field is None and task.background is None:
             raise ConfigError(f"--match-length needs background text for task {task.name!r}: pass --background FILE")
         both = _labelled(task) if task.label_field is not None else (
-            [(s, True) for s in _samples(task.anchor, task.text_field)]
-            + [(s, False) for s in _samples(task.background, task.text_field)])  # type: ignore[arg-type]
+            [(s, True) for s in read_samples(task.anchor, task.text_field)]
+            + [(s, False) for s in read_samples(task.background, task.text_field)])  # type: ignore[arg-type]
         advance = _stage(progress, "scoring anchor and background", len(both))
         return collect_matched_stats(space, both, top_k=top_k, chunk_size=chunk_size, on_batch=advance)
     if task.label_field is not None:
@@ -106,12 +99,12 @@ def anchor_stats(
         raise ConfigError(f"contrast (the method, or --judge-order contrast) needs background text for task "
                           f"{task.name!r}: pass --background FILE, or a labelled anchor with --label-field and "
                           "--positive-labels (or use --method judge, ordered by frequency)")
-    positives = _samples(task.anchor, task.text_field)
+    positives = read_samples(task.anchor, task.text_field)
     pos = collect_stats(space, positives, top_k=top_k, chunk_size=chunk_size,
                         on_batch=_stage(progress, f"scoring {task.anchor.name}", len(positives)))
     if task.background is None or not need_background:
         return pos, None
-    background = _samples(task.background, task.text_field)
+    background = read_samples(task.background, task.text_field)
     bg = collect_stats(space, background, top_k=0, chunk_size=chunk_size,
                        on_batch=_stage(progress, f"scoring {task.background.name}", len(background)))
     return pos, bg

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fac.tools.cache_dir import default_cache_dir
-from fac.tools.catalog.build import Progress, _labelled, _samples, _stage
+from fac.tools.catalog.build import Progress, _labelled, _stage
 from fac.tools.catalog.evidence import chunked
 from fac.tools.catalog.tasks import TaskSpec, task_data_dir
 from fac.tools.errors import ConfigError
 from fac.tools.quality.membership import KEEP, MembershipModel, fit_membership
+from fac.tools.text.datasets import read_samples
 
 if TYPE_CHECKING:
     from fac.tools.space.features import FeatureSpace, SampleScores
@@ -52,8 +53,8 @@ def fit_task_membership(space: FeatureSpace, task: TaskSpec, *, keep: float = KE
         if task.background is None:
             raise ConfigError(f"the membership model needs background text for task {task.name!r}: pass "
                               "--background FILE, or a labelled anchor with --label-field and --positive-labels")
-        positives = _samples(task.anchor, task.text_field)
-        negatives = _samples(task.background, task.text_field)
+        positives = read_samples(task.anchor, task.text_field)
+        negatives = read_samples(task.background, task.text_field)
     pos = _score(space, positives, task.anchor.name, progress)
     neg = _score(space, negatives, task.background.name if task.background else task.anchor.name, progress)
     return fit_membership(pos, neg, task=task.name, space=space.describe(), d_sae=space.d_sae,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Sequence
 
 from langchain_core.exceptions import ModelError
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 _TRANSIENT_NAMES = frozenset({"APIConnectionError", "APITimeoutError", "RateLimitError", "InternalServerError",
                               "ConnectError", "ReadTimeout", "ConnectTimeout"})
 Reply = BaseMessage | TransientError | None
+STOPPING = threading.Event()
+"""Set when the run was asked to stop (a signal): requests not yet sent are skipped, so the step in flight ends
+after the few already at the endpoint instead of sending the rest of its batch."""
 
 
 def messages_hash(messages: Sequence[BaseMessage]) -> str:
@@ -69,6 +73,8 @@ def call_chat(writer: BaseChatModel, conversations: Sequence[list[BaseMessage]],
     run_config: RunnableConfig = {**(config or {}), "max_concurrency": concurrency, "run_name": "generator"}
 
     def call(i: int) -> BaseMessage | Exception:
+        if STOPPING.is_set():
+            return TransientError("the run is stopping: request not sent")
         try:
             return writer.invoke(conversations[i], config=run_config, seed=seeds[i])
         except Exception as err:  # sorted below: transient, refused, or raised

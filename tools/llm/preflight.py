@@ -1,5 +1,6 @@
 """A cheap check of an OpenAI-compatible endpoint before any model loads: the key is there, the server
-answers GET /models within a short timeout, and it serves the model asked for.
+answers GET /models within a short timeout (a busy one gets a longer second chance), and it serves the model
+asked for.
 
 A missing or refused key and an unknown model are set-up errors (ConfigError, exit 2); a server that does
 not answer, or answers with something that is no model list, is an endpoint fault (TransientError, exit 3).
@@ -32,8 +33,12 @@ class Endpoint:
     key_env: str = "OPENAI_API_KEY"
 
 
-def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> list[str]:
-    """Check the key, reachability and the model name; return the served model ids (empty if unlisted)."""
+def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S, patience_s: float | None = None) -> list[str]:
+    """Check the key, reachability and the model name; return the served model ids (empty if unlisted).
+
+    A server that accepts the connection but does not answer within timeout_s is busy, not down (a single-slot
+    server mid-generation): it gets one more try of patience_s when that is longer. A refused connection fails
+    at once."""
     flag = f"--{endpoint.role}"
     if not endpoint.model.strip():
         raise ConfigError(f"{flag}-model is empty; pass the name the endpoint serves")
@@ -42,9 +47,9 @@ def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> lis
         raise ConfigError(f"{flag}-base-url {url!r}: expected an http:// or https:// URL")
     key = resolve_key(endpoint.key_env, None if url == OPENAI_URL else url, f"{flag}-key-env")
     request = urllib.request.Request(url.rstrip("/") + "/models", headers={"Authorization": f"Bearer {key}"})
+    waits = [timeout_s] + ([patience_s] if patience_s is not None and patience_s > timeout_s else [])
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            body = reply.read(1_000_000)
+        body = _get(request, waits, endpoint.role)
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
             raise ConfigError(f"{endpoint.role} endpoint {url} refused the key in ${endpoint.key_env} "
@@ -55,7 +60,11 @@ def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> lis
             return []
         raise TransientError(f"{endpoint.role} endpoint {url} answered GET /models with HTTP {err.code}; "
                              f"check {flag}-base-url or the server") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
+    except TimeoutError:
+        raise TransientError(f"{endpoint.role} endpoint {url} accepted the connection but did not answer GET "
+                             f"/models within {waits[-1]:g} s (busy or stuck); check the server or raise "
+                             "--timeout-s") from None
+    except (urllib.error.URLError, OSError) as err:
         why = getattr(err, "reason", None) or err
         raise TransientError(f"{endpoint.role} endpoint {url} is unreachable ({why}); start the server or fix "
                              f"{flag}-base-url") from None
@@ -68,6 +77,24 @@ def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S) -> lis
         listed = ", ".join(served[:10]) + (" …" if len(served) > 10 else "")
         raise ConfigError(f"{flag}-model {endpoint.model!r} is not served at {url}; it serves: {listed}")
     return served
+
+
+def _get(request: urllib.request.Request, waits: list[float], role: str) -> bytes:
+    """The reply's body; a read timeout is retried with the next, longer wait (TimeoutError after the last)."""
+    for attempt, wait in enumerate(waits):
+        try:
+            with urllib.request.urlopen(request, timeout=wait) as reply:
+                body: bytes = reply.read(1_000_000)
+                return body
+        except (TimeoutError, urllib.error.URLError) as err:
+            timed_out = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
+            if not timed_out:
+                raise
+            if attempt + 1 == len(waits):
+                raise TimeoutError from None
+            logger.warning("%s endpoint did not answer GET /models within %g s (busy?); waiting up to %g s",
+                           role, wait, waits[attempt + 1])
+    raise AssertionError("unreachable: waits is never empty")
 
 
 def _model_ids(body: bytes) -> list[str] | None:

@@ -46,3 +46,18 @@ def test_downstream_targets_need_fac_above_every_synthetic_arm_and_not_below_the
     rows["untargeted + gates"] = _row(0.975, 0.55)
     again = downstream.targets(rows, ("in_domain",))
     assert again["fac > untargeted, untargeted + gates, open loop (in_domain)"] is False
+
+
+def test_downstream_reuse_reads_back_the_arms_a_run_wrote(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    downstream = _bench("downstream", monkeypatch)
+    seed_file = tmp_path / "seed.jsonl"
+    seed_file.write_text('{"text": "seed tweet"}\n', encoding="utf-8")
+    arms = {arm: [f"{arm} sample {i}" for i in range(2)] for arm in downstream.ARMS if arm != "seed only"}
+    for arm, texts in arms.items():
+        downstream.arm_file(tmp_path, arm).write_text("".join(f'{{"text": "{t}"}}\n' for t in texts), encoding="utf-8")
+    (tmp_path / downstream.ARMS_FILE).write_text('{"stats": {"fac": {"seconds": 7}}, "equal_n": 2, "asked_n": 100}',
+                                                 encoding="utf-8")
+    reused = downstream.reused_arms(seed_file, tmp_path)
+    assert reused["seed"] == ["seed tweet"] and reused["samples"] == arms
+    assert reused["equal_n"] == 2 and reused["stats"]["fac"]["seconds"] == 7
+    assert downstream.arm_file(tmp_path, "untargeted + gates").name == "untargeted_gates.jsonl"

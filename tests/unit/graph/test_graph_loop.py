@@ -250,3 +250,22 @@ def test_run_directories_that_are_files_or_hold_dotdot_are_refused(world: World,
     (world.tmp / "x").mkdir()
     with pytest.raises(ConfigError, match="--out"):
         open_run(world.tmp / name, world.config())
+
+
+def test_a_stop_signal_skips_unsent_generator_requests_until_the_loop_has_exited() -> None:
+    import os
+    import signal
+    import time
+
+    from fac.graph.runner import StopRequested, stop_on_signals
+    from fac.tools.llm.calls import STOPPING
+
+    seen: list[bool] = []
+    with pytest.raises(StopRequested), stop_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        finally:
+            seen.append(STOPPING.is_set())  # what the step in flight's worker threads see while it winds down
+    assert seen == [True]
+    assert not STOPPING.is_set()  # a later run in the same process sends its requests again

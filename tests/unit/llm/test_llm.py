@@ -117,3 +117,20 @@ def test_rejections_are_per_request_errors() -> None:
     assert is_rejection(ContextOverflowError("too long"))
     assert not is_rejection(ModelRateLimitError("429"))
     assert not is_rejection(ValueError("x"))
+
+
+def test_once_the_run_is_stopping_no_further_request_is_sent() -> None:
+    from fakes import ScriptedChat
+
+    from fac.tools.llm.calls import STOPPING, call_chat
+
+    chat = ScriptedChat(script=["a reply"])
+    conversations = [[HumanMessage(f"prompt {i}")] for i in range(3)]
+    assert [r.text for r in call_chat(chat, conversations, [1, 2, 3], concurrency=1, model="m")] == ["a reply"] * 3
+    STOPPING.set()
+    try:
+        stopped = call_chat(chat, conversations, [1, 2, 3], concurrency=1, model="m")
+    finally:
+        STOPPING.clear()
+    assert all(isinstance(r, TransientError) and "stopping" in str(r) for r in stopped)
+    assert len(chat.prompts) == 3  # only the first batch reached the model

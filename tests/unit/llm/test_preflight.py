@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -19,18 +20,24 @@ SERVED = ["served-model", "other-model"]
 
 class _Models(BaseHTTPRequestHandler):
     seen: ClassVar[list[tuple[str, str]]] = []
+    delays: ClassVar[list[float]] = []  # seconds to stall before answering, one per request (a busy server)
 
     def do_GET(self) -> None:
         _Models.seen.append((self.path, self.headers.get("Authorization", "")))
+        if _Models.delays:
+            time.sleep(_Models.delays.pop(0))
         if self.path == "/v1/models":
             body, kind = json.dumps({"object": "list", "data": [{"id": m} for m in SERVED]}).encode(), "json"
         else:
             body, kind = b"<html><body>It works!</body></html>", "html"
-        self.send_response(200)
-        self.send_header("Content-Type", f"application/{kind}" if kind == "json" else "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", f"application/{kind}" if kind == "json" else "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (the busy-server test)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -84,3 +91,17 @@ def test_a_remote_endpoint_without_its_key_fails_before_any_request(monkeypatch:
 def test_a_base_url_that_is_no_http_url_is_refused() -> None:
     with pytest.raises(ConfigError, match="--generator-base-url 'file:///etc/v1': expected an http"):
         preflight(Endpoint("generator", "m", "file:///etc/v1"))
+
+
+def test_a_busy_server_gets_a_second_longer_wait_before_it_is_called_stuck(server: str) -> None:
+    _Models.seen.clear()
+    _Models.delays[:] = [0.6, 0.0]  # stalls past the first timeout, then answers
+    assert preflight(Endpoint("generator", "served-model", f"{server}/v1"), timeout_s=0.2, patience_s=5.0) == SERVED
+    assert len(_Models.seen) == 2
+    _Models.delays[:] = [0.6, 0.6]
+    with pytest.raises(TransientError, match=r"accepted the connection but did not answer GET /models within 0.3 s"):
+        preflight(Endpoint("generator", "served-model", f"{server}/v1"), timeout_s=0.2, patience_s=0.3)
+    _Models.delays[:] = [0.6]
+    with pytest.raises(TransientError, match=r"within 0.2 s \(busy or stuck\)"):  # no patience: one try
+        preflight(Endpoint("generator", "served-model", f"{server}/v1"), timeout_s=0.2)
+    _Models.delays.clear()

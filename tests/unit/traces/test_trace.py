@@ -212,3 +212,30 @@ def test_bad_trace_inputs_are_one_line_input_errors(tmp_path: Path) -> None:
     assert parse_step_ref("12") == (12, None) and parse_step_ref("12.3") == (12, 3)
     with pytest.raises(InputError, match="step number"):
         parse_step_ref("x1")
+
+
+def test_calls_after_the_run_ended_are_not_recorded_and_raise_nothing(demo: Demo, caplog: pytest.LogCaptureFixture,
+                                                                      ) -> None:
+    # a step abandoned by a stop signal can still finish its generator calls after the trace's session closed
+    from uuid import uuid4
+
+    from langchain_core.messages import HumanMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
+
+    from fac.graph.run_dir import RunDir
+    from fac.traces.recorder import TraceRecorder
+
+    paths, _, chat = demo.run([HIT])
+    cfg = demo.config()
+    recorder = TraceRecorder.open(paths.root, demo.deps(cfg, chat, paths.root))
+    recorder.close("done")
+    with reading(paths.root) as store:
+        before = len(store.calls())
+    run_id = uuid4()
+    with caplog.at_level(logging.WARNING):
+        recorder.on_chat_model_start({}, [[HumanMessage("late")]], run_id=run_id)
+        recorder.on_llm_end(LLMResult(generations=[[ChatGeneration(message=chat.invoke("x"))]]), run_id=run_id)
+        recorder.on_llm_error(RuntimeError("late"), run_id=uuid4())
+    with reading(RunDir(paths.root).root) as store:
+        assert len(store.calls()) == before
+    assert not caplog.records
