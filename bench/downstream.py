@@ -19,8 +19,10 @@ Equal N: every arm is cut to the smallest arm's count (reported). Also reported 
 cosine distance from each sample to its nearest real toxic tweet (2,000 non-held-out tweets, disjoint from the
 real arm), and each arm's samples are written to OUT/<seed>/<arm>.jsonl. Targets (issue 12): fac above both
 untargeted arms and above the open loop on both evaluations, fac not below seed only on either.
-Heavy: N = 100 means some hundred generator calls per arm and seed on the embedded model (hours on 2 CPU
-cores; use --generator-base-url for an endpoint). RESULTS.md is written only for N >= 100.
+Heavy: N = 100 means over a thousand generator calls per seed. On 2 CPU cores the 2026-12-02 run served the
+embedded GGUF with llama-cpp-python's server (`python -m llama_cpp.server --model SmolLM2-135M-Instruct.Q4_1.gguf
+--model_alias smollm2-135m --port 8011`, its own venv) and took ~2 hours per seed, one seed per process.
+RESULTS.md is written only when N >= 100 is asked.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/downstream.py [--n 100] [--seeds 5] [--seed-files narrow,random]
         [--generator-base-url URL --generator-model NAME] [--reuse]
