@@ -67,4 +67,6 @@ def test_fac_coverage_runs_from_the_installed_wheel_outside_the_checkout(wheel: 
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    assert report["n_task_features"] == 738 and len(report["covered"]) == 618  # the demo's numbers (README)
+    # the demo's numbers (README: 618 of 738 when measured, 620 with the packages a later install resolved): bf16
+    # kernels of other torch/transformers builds flip a few latents that fire at the δ = 0 border
+    assert report["n_task_features"] == 738 and abs(len(report["covered"]) - 618) <= 8
