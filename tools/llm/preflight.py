@@ -8,6 +8,7 @@ not answer, or answers with something that is no model list, is an endpoint faul
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import urllib.error
@@ -81,20 +82,25 @@ def preflight(endpoint: Endpoint, timeout_s: float = PREFLIGHT_TIMEOUT_S, patien
 
 def _get(request: urllib.request.Request, waits: list[float], role: str) -> bytes:
     """The reply's body; a read timeout is retried with the next, longer wait (TimeoutError after the last)."""
-    for attempt, wait in enumerate(waits):
+    for wait, longer in itertools.pairwise(waits):
         try:
-            with urllib.request.urlopen(request, timeout=wait) as reply:
-                body: bytes = reply.read(1_000_000)
-                return body
-        except (TimeoutError, urllib.error.URLError) as err:
-            timed_out = isinstance(err, TimeoutError) or isinstance(getattr(err, "reason", None), TimeoutError)
-            if not timed_out:
-                raise
-            if attempt + 1 == len(waits):
-                raise TimeoutError from None
+            return _read(request, wait)
+        except TimeoutError:
             logger.warning("%s endpoint did not answer GET /models within %g s (busy?); waiting up to %g s",
-                           role, wait, waits[attempt + 1])
-    raise AssertionError("unreachable: waits is never empty")
+                           role, wait, longer)
+    return _read(request, waits[-1])
+
+
+def _read(request: urllib.request.Request, wait: float) -> bytes:
+    """One GET; a timeout, however urllib wraps it, is a TimeoutError."""
+    try:
+        with urllib.request.urlopen(request, timeout=wait) as reply:
+            body: bytes = reply.read(1_000_000)
+            return body
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, TimeoutError):
+            raise TimeoutError from None
+        raise
 
 
 def _model_ids(body: bytes) -> list[str] | None:
