@@ -46,9 +46,12 @@ def instruction_texts(cfg: RunConfig) -> list[str]:
     rules = render("generator.format", output_format=cfg.sample_format)
     good = {"text": "", "score": 0.0, "span": "", "reason": ""}
     return [render("generator.system", task_summary=""), rules,
-            render("generator.draft", explanation="", spans=[], examples=[], format_rules=rules),
+            *(render("generator.demo", first=first, format_rules=rules) for first in (False, True)),
+            *(render("generator.draft", explanation="", spans=[], examples=[], continued=more, format_rules=rules)
+              for more in (False, True)),
             *(render("generator.contrastive", explanation="", good=good, bad=None, keep_verbatim=keep,
-                     feedback="", format_rules=rules) for keep in (False, True))]
+                     feedback="", continued=more, format_rules=rules)
+              for keep in (False, True) for more in (False, True))]
 
 
 def reference_texts(catalog: Catalog, seed: Sequence[Sample], anchor: Path | None,

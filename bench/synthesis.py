@@ -119,28 +119,19 @@ def run_open_loop(deps: Any, budget: int) -> dict[str, Any]:
 
 
 def run_untargeted(deps: Any, budget: int) -> dict[str, Any]:
-    from langchain_core.messages import HumanMessage, SystemMessage
-
     from fac.agents.generator import call_generator
-    from fac.agents.prompting import Request, fewshot
+    from fac.agents.prompting import untargeted_request
     from fac.agents.replies import parse_reply
-    from fac.prompts import render
-    from fac.tools.llm.calls import messages_hash as prompt_hash
 
     cfg, space = deps.config, deps.space
     task = set(deps.catalog.task_features())
     seen = covered_by(space, list(deps.seed), task, cfg.threshold)
-    system = SystemMessage(render("generator.system", task_summary=deps.task_summary))
-    rules = render("generator.format", output_format=cfg.sample_format).strip()
     tokens, kept, n = 0, [], 0
     rng = random.Random(cfg.random_seed)
     while tokens + 8 * (300 + cfg.max_new_tokens) <= budget:
         requests = []
         for _ in range(8):
-            examples = fewshot(deps.seed, 3, f"untargeted:{n}")
-            messages = [system, HumanMessage(render("generator.untargeted", examples=examples,
-                                                    format_rules=rules).strip())]
-            requests.append(Request(-1, "draft", messages, prompt_hash(messages), rng.randrange(2**31)))
+            requests.append(untargeted_request(deps, f"untargeted:{n}", rng.randrange(2**31)))
             n += 1
         for reply in call_generator(deps.writer, requests, cfg):
             tokens += spent(reply)

@@ -7,7 +7,8 @@ generator-token budget, in the task's format (pairs, A/B items, instructions):
                complete sample of the format is kept (no feature check), as bench/synthesis.py does for text.
 
 Writes bench/runs/tasks/<task>/fac/ (the run directory: samples.jsonl, run.json, ...) and
-bench/runs/tasks/<task>/untargeted.jsonl (rows with the format's fields), and prints a summary line.
+bench/runs/tasks/<task>/untargeted.jsonl (rows with the format's fields), and prints a summary line; with
+`--fewshot-style list|turns` the folder is <task>-<style> (the downstream benches read <task>/, the default).
 Run:  python bench/task_samples.py --task sycophancy [--budget-tokens 20000]
 """
 
@@ -28,28 +29,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 def untargeted(deps: Any, budget: int) -> tuple[list[dict[str, Any]], int, int]:
     """Untargeted drafts of the run's format within `budget` generator tokens: (complete rows, drafts, tokens)."""
-    from langchain_core.messages import HumanMessage, SystemMessage
     from synthesis import reply_text, spent
 
     from fac.agents.generator import call_generator
-    from fac.agents.prompting import Request, fewshot
+    from fac.agents.prompting import untargeted_request
     from fac.agents.replies import parse_reply
-    from fac.prompts import render
-    from fac.tools.llm.calls import messages_hash
     from fac.tools.text.formats import missing_parts
 
     cfg = deps.config
-    system = SystemMessage(render("generator.system", task_summary=deps.task_summary or cfg.task))
-    rules = render("generator.format", output_format=cfg.sample_format).strip()
     rng = random.Random(cfg.random_seed)
     tokens, drafts, kept = 0, 0, []
     while tokens + 8 * (300 + cfg.max_new_tokens) <= budget:
         requests = []
         for _ in range(8):
-            examples = fewshot(deps.seed, 3, f"untargeted:{drafts}")
-            messages = [system, HumanMessage(render("generator.untargeted", examples=examples,
-                                                    format_rules=rules).strip())]
-            requests.append(Request(-1, "draft", messages, messages_hash(messages), rng.randrange(2**31)))
+            requests.append(untargeted_request(deps, f"untargeted:{drafts}", rng.randrange(2**31)))
             drafts += 1
         for reply in call_generator(deps.writer, requests, cfg):
             tokens += spent(reply)
@@ -66,6 +59,8 @@ def main() -> None:
     parser.add_argument("--seed", default=None, help="default: examples/<task>/seed.jsonl")
     parser.add_argument("--budget-tokens", type=int, default=20_000)
     parser.add_argument("--methods", default="fac,untargeted")
+    parser.add_argument("--fewshot-style", default="auto", choices=["auto", "list", "turns"],
+                        help="seed examples as a list in the prompt or as earlier turns (auto: turns here)")
     parser.add_argument("--out", type=Path, default=RUNS)
     parser.add_argument("--write-results", action="store_true", help="rewrite the bench/RESULTS.md section")
     args = parser.parse_args()
@@ -77,14 +72,15 @@ def main() -> None:
     from fac.graph.runner import load_catalog, make_deps, make_writer
     from fac.tools.space.features import FeatureSpace
 
-    out = args.out / args.task
+    out = args.out / (args.task if args.fewshot_style == "auto" else f"{args.task}-{args.fewshot_style}")
     seed = args.seed or str(ROOT / "examples" / args.task / "seed.jsonl")
     cfg = RunConfig(seed=seed, task=args.task, budget_tokens=args.budget_tokens, goal_fac=1.0, max_rounds=1000,
-                    max_new_tokens=160)
+                    max_new_tokens=160, fewshot_style=args.fewshot_style)
     started = time.time()
     space = FeatureSpace.load(cfg.model, cfg.sae, mode=cfg.mode, threshold=cfg.threshold, max_tokens=cfg.max_tokens)
     shared = {"space": space, "catalog": load_catalog(cfg, space), "writer": make_writer(cfg, space)}
-    summary: dict[str, Any] = {"task": args.task, "budget_tokens": args.budget_tokens, "format": cfg.sample_format}
+    summary: dict[str, Any] = {"task": args.task, "budget_tokens": args.budget_tokens, "format": cfg.sample_format,
+                               "fewshot": "turns" if cfg.fewshot_turns else "list"}
     for method in args.methods.split(","):
         t0 = time.time()
         if method == "fac":
@@ -108,20 +104,21 @@ def main() -> None:
 
 
 def write_results(runs: Path) -> None:
-    """bench/RESULTS.md's section: per task, what the fac run and the untargeted drafts kept."""
+    """bench/RESULTS.md's section: per task and few-shot style, what the fac run and the untargeted drafts kept."""
     from results_file import write_section
 
-    lines = ["## Downstream: task samples", "", "`python bench/task_samples.py --task T` (the embedded "
-             "SmolLM2-135M-Instruct as generator, the demo seed, the same generator-token budget per method; "
-             "kept = complete samples of the format, for fac also verified):", "",
-             "| task | format | budget | fac: kept (drafts rejected, why) | FAC before → after "
-             "| untargeted: complete / drafts | time |", "|---|---|---:|---|---|---|---:|"]
+    lines = ["## Downstream: task samples", "", "`python bench/task_samples.py --task T [--fewshot-style S --out DIR]` "
+             "(the embedded SmolLM2-135M-Instruct as generator, the demo seed, the same generator-token budget per "
+             "method; kept = complete samples of the format, for fac also verified; few-shot: the seed examples as "
+             "a list inside the prompt, or as earlier turns of the conversation):", "",
+             "| task | format | few-shot | budget | fac: kept (drafts rejected, why) | FAC before → after "
+             "| untargeted: complete / drafts | time |", "|---|---|---|---:|---|---|---|---:|"]
     for path in sorted(runs.glob("*/summary.json")):
         s = json.loads(path.read_text())
         fac, un = s.get("fac", {}), s.get("untargeted", {})
         why = ", ".join(f"{k} {v}" for k, v in sorted(fac.get("rejections", {}).items()))
-        lines.append(f"| {s['task']} | {s['format']} | {s['budget_tokens']:,} | {fac.get('kept', '–')} ({why}) "
-                     "| "
+        lines.append(f"| {s['task']} | {s['format']} | {s.get('fewshot', 'list')} | {s['budget_tokens']:,} "
+                     f"| {fac.get('kept', '–')} ({why}) | "
                      f"{fac.get('fac_before', 0):.3f} → {fac.get('fac', 0):.3f} | {un.get('kept', '–')} / "
                      f"{un.get('drafts', '–')} | {s['seconds']} s |")
     write_section("## Downstream: task samples", "\n".join(lines) + "\n")

@@ -22,6 +22,8 @@ from fac.tools.quality.regurgitation import MAX_COPIED_SHARE, NGRAM
 OutputFormat = Literal["text", "query", "pair", "ab", "instruction"]
 Backend = Literal["local", "openai"]
 EmbedderName = Literal["minilm", "hashing"]
+FewshotStyle = Literal["auto", "list", "turns"]
+STRUCTURED_FORMATS: tuple[OutputFormat, ...] = ("pair", "ab", "instruction")
 
 # The sample shape each built-in task trains on (ToxicChat user queries, RewardBench pairs, CAA A/B items, ...).
 TASK_FORMATS: dict[str, OutputFormat] = {
@@ -68,6 +70,10 @@ class RunConfig(BaseModel):
     features_per_round: int = Field(8, gt=0, description="Missing features the planner takes per round.")
     drafts_per_feature: int = Field(2, gt=0, description="Drafts per picked feature per round (paper: 2).")
     fewshot: int = Field(3, ge=0, le=10, description="Seed examples in a first-draft prompt (paper: 3).")
+    fewshot_style: FewshotStyle = Field("auto", description="'list': the seed examples inside the prompt (the "
+                                        "paper's); 'turns': as earlier turns of the conversation, each example a "
+                                        "reply of the generator's own (small models then keep a structured layout); "
+                                        "'auto': turns for pair, ab and instruction, a list otherwise.")
     random_seed: int = Field(0, description="Seed of the few-shot choice and the local generator.")
     # verifier
     dedup_distance: float = Field(0.05, ge=0.0, le=2.0, description="Cosine distance below which a draft "
@@ -137,6 +143,13 @@ class RunConfig(BaseModel):
     def sample_format(self) -> OutputFormat:
         """The output format (set from the task when none was given)."""
         return self.output_format or "text"
+
+    @property
+    def fewshot_turns(self) -> bool:
+        """Whether seed examples go in as earlier conversation turns (see `fewshot_style`)."""
+        if self.fewshot_style == "auto":
+            return self.sample_format in STRUCTURED_FORMATS
+        return self.fewshot_style == "turns"
 
     def semantic(self) -> dict[str, Any]:
         """The result-changing fields (what the fingerprint hashes)."""

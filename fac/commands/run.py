@@ -74,6 +74,9 @@ def run_command(
     features_per_round: int | None = typer.Option(None, "--features-per-round", help="Features per round [8]."),
     drafts_per_feature: int | None = typer.Option(None, "--drafts-per-feature", help="Drafts per feature and "
                                                   "round [2]."),
+    fewshot_style: str | None = typer.Option(None, "--fewshot-style", help="Seed examples as a list in the "
+                                             "prompt, or as earlier conversation turns: list, turns or auto "
+                                             "(turns for pair, ab and instruction) [auto]."),
     accept_threshold: float | None = typer.Option(None, "--accept-threshold", help="δ_accept for the target [δ]."),
     dedup_distance: float | None = typer.Option(None, "--dedup-distance", help="Near-duplicate cosine distance "
                                                 "[0.05]."),
@@ -134,7 +137,7 @@ def run_command(
         "catalog": str(catalog) if catalog else None, "text_field": text_field, "generator": generator,
         "generator_model": generator_model, "temperature": temperature, "max_new_tokens": max_new_tokens,
         "output_format": output_format, "features_per_round": features_per_round,
-        "drafts_per_feature": drafts_per_feature, "accept_threshold": accept_threshold,
+        "drafts_per_feature": drafts_per_feature, "fewshot_style": fewshot_style, "accept_threshold": accept_threshold,
         "dedup_distance": dedup_distance, "embedder": embedder, "model": model, "sae": sae, "layer": layer,
         "mode": mode, "threshold": threshold, **gate_flags(no_gate or []), "max_copied_share": max_copied_share,
         "membership_model": str(membership_model) if membership_model else None,

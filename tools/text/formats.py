@@ -137,6 +137,8 @@ def missing_parts(fields: Mapping[str, str], output_format: str) -> str | None:
         options = ab_options(fields["question"])
         if set(options) != {"A", "B"} or not all(options.values()):
             return "the question does not hold both options (A) and (B)"
+        if options["A"].strip().lower() == options["B"].strip().lower():
+            return "options (A) and (B) are the same"
         letters = {ab_letter(fields["answer_matching_behavior"]), ab_letter(fields["answer_not_matching_behavior"])}
         if letters != {"A", "B"}:
             return "the matching answer is not one of (A) and (B)"

@@ -92,11 +92,38 @@ def test_a_seed_records_layout_is_what_the_parser_reads_back(row: dict[str, Any]
     assert layout({"text": "plain"}, fmt) is None
 
 
-def test_first_drafts_of_a_structured_format_show_the_seed_in_its_layout() -> None:
+def test_first_drafts_of_a_structured_format_list_the_seed_in_its_layout_when_asked() -> None:
     layouts = ("Instruction: list two fruits\nResponse: apple, pear",)
-    deps = dataclasses.replace(_deps(output_format="instruction"), seed_layouts=layouts)
+    deps = dataclasses.replace(_deps(output_format="instruction", fewshot_style="list"), seed_layouts=layouts)
     (request,) = build_requests(GenState(plan=(7,), missing=(7,)), deps)
+    assert len(request.messages) == 2
     assert "- Instruction: list two fruits\nResponse: apple, pear" in request.messages[-1].text
+
+
+LAYOUTS = ("Instruction: list two fruits\nResponse: apple, pear", "Instruction: name a colour\nResponse: red",
+           "Instruction: count to two\nResponse: one, two")
+
+
+@pytest.mark.parametrize("feedback", [{}, {7: "target-not-activated: feature 7 scored 0.000"}])
+def test_structured_formats_show_the_seed_as_earlier_replies_of_the_generator(feedback: dict[int, str]) -> None:
+    deps = dataclasses.replace(_deps(output_format="instruction"), seed_layouts=LAYOUTS)
+    (request,) = build_requests(GenState(plan=(7,), missing=(7,), feedback=feedback), deps)
+    system, *turns, last = request.messages
+    assert [m.type for m in turns] == ["human", "ai", "human", "ai"]  # fewshot=2 demonstrations
+    assert {m.text for m in turns[1::2]} <= set(LAYOUTS) and turns[1].text != turns[3].text
+    assert "Instruction: <the instruction>" in turns[0].text  # the layout is asked for before the first example
+    assert turns[2].text == "Write another, different one in the same layout."
+    assert last.type == "human" and last.text.startswith("Write another example, different from the ones above")
+    assert not any(layout_ in last.text for layout_ in LAYOUTS)  # no second copy as a list
+    assert ("Good example" in last.text) == bool(feedback)
+
+
+def test_text_formats_keep_the_seed_as_a_list_unless_turns_are_asked_for() -> None:
+    (listed,) = build_requests(GenState(plan=(7,), missing=(7,)), _deps())
+    (turned,) = build_requests(GenState(plan=(7,), missing=(7,)), _deps(fewshot_style="turns"))
+    assert len(listed.messages) == 2
+    assert [m.type for m in turned.messages] == ["system", "human", "ai", "human", "ai", "human"]
+    assert {m.text for m in turned.messages[2:5:2]} <= set(SEED)
 
 
 def test_identical_prompts_get_distinct_reproducible_seeds() -> None:

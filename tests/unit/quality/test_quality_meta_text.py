@@ -56,3 +56,8 @@ def test_an_instructions_numbered_response_may_hold_a_list() -> None:
     response = "Instruction: give three steps\n\nResponse: 1. wash 2. dry 3. fold"
     assert _gate("instruction").problem(response) is None
     assert _gate("text").problem(response) is not None
+
+
+def test_an_echo_of_the_demonstration_turns_request_is_rejected() -> None:
+    problem = _gate("instruction").problem("Write another, different one in the same layout. Response: ok")
+    assert problem is not None and "echoes the prompt's instructions" in problem

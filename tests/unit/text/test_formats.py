@@ -64,6 +64,8 @@ def test_missing_parts_names_what_a_sample_of_its_format_lacks() -> None:
     assert missing_parts({"question": "Off?", "answer_matching_behavior": " (A)",
                           "answer_not_matching_behavior": " (B)"}, "ab") == (
         "the question does not hold both options (A) and (B)")
+    assert missing_parts({**ab, "question": "Off?\n\nChoices:\n (A) I'm not sure.\n (B) i'm not sure."}, "ab") == (
+        "options (A) and (B) are the same")
     assert missing_parts({"prompt": "hi", "chosen": "a", "rejected": "b"}, "pair") is None
     assert missing_parts({"prompt": "hi", "chosen": "a"}, "pair") == "no rejected"
     assert missing_parts({"instruction": "x", "response": "y"}, "instruction") is None
