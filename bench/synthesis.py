@@ -154,6 +154,8 @@ def main() -> None:
     parser.add_argument("--sae", default="default", help="SAE directory (default: the shipped one)")
     parser.add_argument("--catalog", default=None, help="catalog file (default: the task's)")
     parser.add_argument("--threshold", type=float, default=0.0, help="δ (the demo seed needs 5: see RESULTS.md)")
+    parser.add_argument("--fewshot-style", default="auto", choices=["auto", "list", "turns"],
+                        help="seed examples as a list in the prompt or as earlier turns (auto: a list for text)")
     parser.add_argument("--generator", action="store_true",
                         help="only the generator's tokens/s, fp32 vs bf16 weights (bench/generator.py)")
     parser.add_argument("--generator-prompts", type=int, default=48)
@@ -172,7 +174,8 @@ def main() -> None:
 
     out = Path(args.out)
     cfg = RunConfig(seed=args.seed, task=args.task, budget_tokens=args.budget_tokens, goal_fac=1.0,
-                    max_rounds=1000, sae=args.sae, catalog=args.catalog, threshold=args.threshold)
+                    max_rounds=1000, sae=args.sae, catalog=args.catalog, threshold=args.threshold,
+                    fewshot_style=args.fewshot_style)
     started = time.time()
     space = FeatureSpace.load(cfg.model, cfg.sae, mode=cfg.mode, threshold=cfg.threshold, max_tokens=cfg.max_tokens)
     shared = {"space": space, "catalog": load_catalog(cfg, space), "writer": make_writer(cfg, space)}
@@ -184,7 +187,7 @@ def main() -> None:
     print(f"loaded in {time.time() - started:.0f} s; F_task = {len(shared['catalog'].task_features())} features",
           file=sys.stderr)
     results: dict[str, Any] = {"budget_tokens": args.budget_tokens, "seed": args.seed, "task": args.task,
-                               "threshold": args.threshold}
+                               "threshold": args.threshold, "fewshot_style": args.fewshot_style}
     for method in args.methods.split(","):
         t0 = time.time()
         print(f"{method} …", file=sys.stderr)

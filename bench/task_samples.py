@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--seed", default=None, help="default: examples/<task>/seed.jsonl")
     parser.add_argument("--budget-tokens", type=int, default=20_000)
     parser.add_argument("--methods", default="fac,untargeted")
+    parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--fewshot-style", default="auto", choices=["auto", "list", "turns"],
                         help="seed examples as a list in the prompt or as earlier turns (auto: turns here)")
     parser.add_argument("--out", type=Path, default=RUNS)
@@ -75,7 +76,7 @@ def main() -> None:
     out = args.out / (args.task if args.fewshot_style == "auto" else f"{args.task}-{args.fewshot_style}")
     seed = args.seed or str(ROOT / "examples" / args.task / "seed.jsonl")
     cfg = RunConfig(seed=seed, task=args.task, budget_tokens=args.budget_tokens, goal_fac=1.0, max_rounds=1000,
-                    max_new_tokens=160, fewshot_style=args.fewshot_style)
+                    max_new_tokens=args.max_new_tokens, fewshot_style=args.fewshot_style)
     started = time.time()
     space = FeatureSpace.load(cfg.model, cfg.sae, mode=cfg.mode, threshold=cfg.threshold, max_tokens=cfg.max_tokens)
     shared = {"space": space, "catalog": load_catalog(cfg, space), "writer": make_writer(cfg, space)}

@@ -49,6 +49,8 @@ def _deps(**changes: Any) -> Deps:
     ("The good example is: they never listen\nThe part that scored: \"listen\"", "text", ("they never listen", {})),
     ("Instruction: list two fruits\nResponse: apple, pear", "instruction",
      ("list two fruits\n\napple, pear", {"instruction": "list two fruits", "response": "apple, pear"})),
+    ("Instructions: list two fruits\n\nApple and pear.", "instruction",  # seen from the 135M model
+     ("list two fruits\n\nApple and pear.", {"instruction": "list two fruits", "response": "Apple and pear."})),
     ("Prompt: hi\nChosen: hello!\nRejected: go away", "pair",
      ("hi\n\nhello!\n\ngo away", {"prompt": "hi", "chosen": "hello!", "rejected": "go away"})),
     ("Question: Is the sky blue?\n(A) yes\n(B) no\nAnswer: (B)", "ab",
@@ -108,7 +110,8 @@ LAYOUTS = ("Instruction: list two fruits\nResponse: apple, pear", "Instruction: 
 def test_structured_formats_show_the_seed_as_earlier_replies_of_the_generator(feedback: dict[int, str]) -> None:
     deps = dataclasses.replace(_deps(output_format="instruction"), seed_layouts=LAYOUTS)
     (request,) = build_requests(GenState(plan=(7,), missing=(7,), feedback=feedback), deps)
-    system, *turns, last = request.messages
+    _, *turns, last = request.messages
+    assert request.messages[0].type == "system"
     assert [m.type for m in turns] == ["human", "ai", "human", "ai"]  # fewshot=2 demonstrations
     assert {m.text for m in turns[1::2]} <= set(LAYOUTS) and turns[1].text != turns[3].text
     assert "Instruction: <the instruction>" in turns[0].text  # the layout is asked for before the first example
