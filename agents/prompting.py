@@ -71,23 +71,22 @@ def demonstration_turns(examples: Sequence[str], format_rules: str) -> list[Base
     return turns
 
 
-def seed_examples(deps: Deps, key: str, n: int) -> tuple[list[str], list[BaseMessage]]:
+def seed_examples(deps: Deps, key: str, n: int, format_rules: str) -> tuple[list[str], list[BaseMessage]]:
     """The few-shot seed examples of one request: (for the prompt's list, as demonstration turns); one is empty."""
-    cfg = deps.config
-    if not cfg.fewshot_turns:
+    if not deps.config.fewshot_turns:
         return fewshot(deps.seed, n, key, deps.seed_layouts), []
     examples = fewshot(deps.seed, n, key, deps.seed_layouts, line_chars=TURN_LINE_CHARS)
-    return [], demonstration_turns(examples, render("generator.format", output_format=cfg.sample_format).strip())
+    return [], demonstration_turns(examples, format_rules)
 
 
 def untargeted_request(deps: Deps, key: str, seed: int, n: int = 3) -> Request:
     """One "more examples like these" request (the untargeted baseline of the benches): `n` seed examples, no
     feature, in the run's format and few-shot style."""
     cfg = deps.config
-    examples, turns = seed_examples(deps, key, n)
+    format_rules = render("generator.format", output_format=cfg.sample_format).strip()
+    examples, turns = seed_examples(deps, key, n, format_rules)
     system = SystemMessage(render("generator.system", task_summary=deps.task_summary or cfg.task))
-    user = render("generator.untargeted", examples=examples, continued=bool(turns),
-                  format_rules=render("generator.format", output_format=cfg.sample_format).strip())
+    user = render("generator.untargeted", examples=examples, continued=bool(turns), format_rules=format_rules)
     messages: list[BaseMessage] = [system, *turns, HumanMessage(user.strip())]
     return Request(-1, "draft", messages, messages_hash(messages), seed)
 
@@ -123,7 +122,8 @@ def build_requests(state: GenState, deps: Deps) -> list[Request]:
         record = records.get(feature)
         explanation = (record.explanation or "") if record else ""
         for i in range(cfg.drafts_per_feature):
-            examples, turns = seed_examples(deps, f"{cfg.random_seed}:{feature}:{state.round}:{i}", cfg.fewshot)
+            examples, turns = seed_examples(deps, f"{cfg.random_seed}:{feature}:{state.round}:{i}", cfg.fewshot,
+                                            format_rules)
             if feature in state.best or feature in state.feedback:
                 good, bad = good_and_bad(feature, state, record, cfg)
                 user = render("generator.contrastive", explanation=explanation, good=good.model_dump(),

@@ -27,16 +27,16 @@ _NEXT_ITEM = re.compile(r"\n\s*\n|\n\s*(?:[-*•]|\d+[.)])\s"
 # The contrastive prompt's own scaffolding: a draft that still holds it copied the prompt, not wrote a sample.
 SCAFFOLD = re.compile(r"part that scored|last attempt was rejected|(?:good|bad) example|nothing in it scored"
                       r"|\(score \d", re.I)
+# Each structured format's layouts, tried in order. A small model often drops the `Response:` label: the
+# instruction's line, a blank line, then the response.
 _SECTION = {
-    "instruction": re.compile(r"instructions?\s*:\s*(?P<instruction>.+?)\s*response\s*:\s*(?P<response>.+)",
-                              re.I | re.S),
-    "pair": re.compile(r"prompt\s*:\s*(?P<prompt>.+?)\s*chosen\s*:\s*(?P<chosen>.+?)\s*rejected\s*:\s*(?P<rejected>.+)",
-                       re.I | re.S),
+    "instruction": (re.compile(r"instructions?\s*:\s*(?P<instruction>.+?)\s*response\s*:\s*(?P<response>.+)",
+                               re.I | re.S),
+                    re.compile(r"^\s*instructions?\s*:[ \t]*(?P<instruction>[^\n]+)\n\s*\n(?P<response>.+)",
+                               re.I | re.S)),
+    "pair": (re.compile(r"prompt\s*:\s*(?P<prompt>.+?)\s*chosen\s*:\s*(?P<chosen>.+?)"
+                        r"\s*rejected\s*:\s*(?P<rejected>.+)", re.I | re.S),),
 }
-
-# A small model often drops the `Response:` label: the instruction's line, a blank line, then the response.
-_UNLABELLED_RESPONSE = re.compile(r"^\s*instructions?\s*:[ \t]*(?P<instruction>[^\n]+)\n\s*\n(?P<response>.+)",
-                                  re.I | re.S)
 
 # Options as "(A) …", "A) …", "A. …" or "A: …" on their own lines (weak generators vary); "Answer: (A)" or "Answer: A".
 _QUESTION = re.compile(r"(?:^|\n)\s*question\s*:\s*", re.I)
@@ -93,8 +93,7 @@ def parse_reply(reply: str, output_format: OutputFormat) -> tuple[str, dict[str,
     """The sample in a reply as (text, format fields), or None when it holds no usable sample."""
     text = _PREAMBLE.sub("", reply.strip(), count=1).strip()
     if output_format in _SECTION:
-        match = _SECTION[output_format].search(text) or (_UNLABELLED_RESPONSE.search(text)
-                                                         if output_format == "instruction" else None)
+        match = next((m for pattern in _SECTION[output_format] if (m := pattern.search(text))), None)
         if match is None:
             return None
         fields = {k: v.strip().strip('"').strip() for k, v in match.groupdict().items()}
